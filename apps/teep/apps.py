@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class TeepConfig(AppConfig):
+    name = "apps.teep"
+    label = "teep"
+    verbose_name = "TEEP protocol"
