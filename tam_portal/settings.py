@@ -57,6 +57,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "apps.audit",
+    "apps.components",
+    "apps.devices",
     "apps.teep",
 ]
 

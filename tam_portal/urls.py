@@ -3,5 +3,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("payloads/", include("apps.components.urls")),
     path("", include("apps.teep.urls")),
 ]
