@@ -1,0 +1,80 @@
+"""SUIT for the TAM: envelopes (build, parse, verify), reports, payload encryption.
+
+Specs: draft-ietf-suit-manifest-37, -trust-domains-12, -report-19, -firmware-encryption-25,
+-mti-23 (see ../../../../../shared/specs/INDEX.md). Every invalid input raises
+apps.teep.wire.errors.SuitError whose message names the check that failed.
+"""
+
+from apps.teep.wire.suit.encryption import (
+    EncryptionInfo,
+    decrypt_cose_encrypt,
+    decrypt_cose_encrypt0,
+    decrypt_with_key,
+    encrypt_cose_encrypt,
+    encrypt_cose_encrypt0,
+    encrypt_for_recipient,
+    parse_encryption_info,
+)
+from apps.teep.wire.suit.envelope import (
+    AuthenticationBlock,
+    Command,
+    Common,
+    Envelope,
+    Manifest,
+    SuitDigest,
+    build_envelope,
+    check_component_allowed,
+    component_id_to_json,
+    envelope_to_bytes,
+    envelope_to_json,
+    format_component_id,
+    parse_envelope,
+    verify_envelope,
+)
+from apps.teep.wire.suit.report import (
+    ReportFailure,
+    SuitRecord,
+    SuitReport,
+    SuitReportResult,
+    SystemProperties,
+    build_report,
+    command_at,
+    make_failure,
+    parse_report,
+    report_to_json,
+)
+
+__all__ = [
+    "AuthenticationBlock",
+    "Command",
+    "Common",
+    "EncryptionInfo",
+    "Envelope",
+    "Manifest",
+    "ReportFailure",
+    "SuitDigest",
+    "SuitRecord",
+    "SuitReport",
+    "SuitReportResult",
+    "SystemProperties",
+    "build_envelope",
+    "build_report",
+    "check_component_allowed",
+    "command_at",
+    "component_id_to_json",
+    "decrypt_cose_encrypt",
+    "decrypt_cose_encrypt0",
+    "decrypt_with_key",
+    "encrypt_cose_encrypt",
+    "encrypt_cose_encrypt0",
+    "encrypt_for_recipient",
+    "envelope_to_bytes",
+    "envelope_to_json",
+    "format_component_id",
+    "make_failure",
+    "parse_encryption_info",
+    "parse_envelope",
+    "parse_report",
+    "report_to_json",
+    "verify_envelope",
+]
