@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "apps.components",
     "apps.devices",
     "apps.teep",
+    "apps.agent",
 ]
 
 MIDDLEWARE = [
@@ -111,6 +112,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Rate limits live in the cache: it must be shared (Redis) when several processes serve.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -172,6 +176,15 @@ TAM_GENERATE_DEVELOPMENT_KEYS = env.bool(
 TEEP_MAX_BODY_BYTES = env.int("TEEP_MAX_BODY_BYTES", default=1 << 20)
 TEEP_TOKEN_LIFETIME_SECONDS = env.int("TEEP_TOKEN_LIFETIME_SECONDS", default=6 * 3600)
 TEEP_MAX_OUTSTANDING_TOKENS_PER_DEVICE = env.int("TEEP_MAX_OUTSTANDING_TOKENS_PER_DEVICE", default=8)
+# After ERR_TEMPORARY_ERROR, nothing new is sent to the device for this long (TEEP 4.6).
+TEEP_TEMPORARY_ERROR_BACKOFF_SECONDS = env.int("TEEP_TEMPORARY_ERROR_BACKOFF_SECONDS", default=300)
+# The same version is offered to a device at most this many times after it failed.
+TEEP_MAX_DELIVERY_FAILURES = env.int("TEEP_MAX_DELIVERY_FAILURES", default=3)
+# Per-source and per-device request limits (429 with Retry-After beyond them).
+TEEP_RATE_LIMIT_PER_SOURCE = env("TEEP_RATE_LIMIT_PER_SOURCE", default="600/60")
+TEEP_RATE_LIMIT_PER_DEVICE = env("TEEP_RATE_LIMIT_PER_DEVICE", default="60/60")
+# Where devices fetch payloads from (payload URIs in the SUIT manifests the TAM builds).
+TAM_PUBLIC_BASE_URL = env("TAM_PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 
 # --- Celery ----------------------------------------------------------------------------
 # No broker configured = tasks run in-process (embedded default only).

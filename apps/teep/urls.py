@@ -1,3 +1,12 @@
+from django.conf import settings
 from django.urls import path
 
-urlpatterns: list = []
+from apps.teep.views import TeepView
+from apps.teep.wire.numbering import CURRENT, PRE_26
+
+# DESIGN.md "Wire numbering": the endpoint selects the numbering, never the bytes.
+base = getattr(settings, "TEEP_PATH", "tam").strip("/")
+urlpatterns = [
+    path(base, TeepView.as_view(numbering=CURRENT), name="teep"),
+    path(f"{base}/draft-25", TeepView.as_view(numbering=PRE_26), name="teep-draft-25"),
+]

@@ -1,0 +1,385 @@
+"""Device state: registration, what a device reported, what is due for it, and settling
+what an Update asked. Called by the TAM state machine (apps/teep/tam.py) inside the
+transaction that holds the device's row lock, and by admin/commands for registration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils.text import slugify
+
+from apps.audit.services import record_operator_action
+from apps.components.models import ComponentVersion, TrustedComponent
+from apps.devices.models import DeliveryItem, Device, InstalledComponent, SuitReport, Tag
+from apps.teep.wire import component_ids
+from apps.teep.wire.keys import TeepKey, load_public_key
+
+# SUIT parameter label of image-digest in system-property-claims (SUIT manifest 11.5).
+SUIT_PARAMETER_IMAGE_DIGEST = 3
+
+
+class DeviceError(Exception):
+    """An operator request on devices that cannot be done; the message says why."""
+
+
+def lock_device(device_id: int) -> Device:
+    return Device.objects.select_for_update(of=("self",)).get(pk=device_id)
+
+
+# --- Registration -----------------------------------------------------------------------
+
+
+@transaction.atomic
+def register_agent(
+    *, public_key_bytes: bytes, name: str = "", tags=(), actor=None, request=None
+) -> Device:
+    """Register a pre-provisioned agent key (PEM or COSE_Key); its kid is the thumbprint."""
+    try:
+        key = load_public_key(public_key_bytes).public()
+    except ValueError as exc:
+        raise DeviceError(f"not a usable agent public key: {exc}") from None
+    kid = key.kid.hex()
+    if Device.objects.filter(kid=kid).exists():
+        raise DeviceError(f"an agent with key id {kid} is already registered")
+    device = Device.objects.create(
+        kid=kid,
+        public_key=_cose_key_bytes(key),
+        name=name,
+        registered_by=actor if getattr(actor, "pk", None) else None,
+    )
+    if tags:
+        device.tags.set([Tag.objects.get_or_create(name=slugify(t))[0] for t in tags])
+    record_operator_action(
+        actor=actor, action="device.register", obj=device, device_kid=kid, request=request,
+        after={"kid": kid, "name": name, "tags": sorted(tags)},
+    )
+    return device
+
+
+def _cose_key_bytes(key: TeepKey) -> bytes:
+    import cbor2
+
+    return cbor2.dumps(key.to_cose_key(private=False), canonical=True)
+
+
+def device_public_key(device: Device) -> TeepKey:
+    return TeepKey.from_cose_key(bytes(device.public_key))
+
+
+# --- What the agent reported (QueryResponse, TEEP 4.3) ------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportedComponent:
+    component_key: str  # component_ids.component_id_key()
+    image_digest: str = ""  # hex, when the claims carried suit-parameter-image-digest
+
+
+def reported_components_from_tc_list(tc_list) -> list[ReportedComponent]:
+    import cbor2
+
+    reported = []
+    for claims in tc_list or []:
+        key = component_ids.component_id_key(claims[0])
+        digest = ""
+        raw_digest = claims.get(SUIT_PARAMETER_IMAGE_DIGEST)
+        if isinstance(raw_digest, bytes):
+            try:
+                value = cbor2.loads(raw_digest)
+                if isinstance(value, list) and len(value) >= 2 and isinstance(value[1], bytes):
+                    digest = value[1].hex()
+            except Exception:  # a malformed optional claim only loses the digest
+                digest = ""
+        reported.append(ReportedComponent(key, digest))
+    return reported
+
+
+def record_reported_state(
+    device: Device,
+    *,
+    tc_list,
+    requested_tc_list,
+    unneeded_manifest_list,
+    ext_list,
+    selected_version,
+    signing_alg: int,
+    numbering: str,
+    now,
+) -> None:
+    """Replace the device's recorded state by what its QueryResponse said (row is locked)."""
+    if tc_list is not None:
+        reported = reported_components_from_tc_list(tc_list)
+        existing = {row.component_key: row for row in device.installed_components.all()}
+        keep = set()
+        for item in reported:
+            keep.add(item.component_key)
+            component = component_by_key(item.component_key)
+            version = None
+            if component is not None and item.image_digest:
+                version = (
+                    component.versions.filter(binary_sha256=item.image_digest)
+                    .order_by("-sequence_number")
+                    .first()
+                )
+            row = existing.get(item.component_key)
+            if row is None:
+                InstalledComponent.objects.create(
+                    device=device,
+                    component_key=item.component_key,
+                    component=component,
+                    version=version,
+                    sequence_number=version.sequence_number if version else None,
+                    image_digest=item.image_digest,
+                )
+            elif version is not None or item.image_digest != row.image_digest:
+                # A digest we cannot match keeps what a settled Update told us, if anything.
+                row.component = component
+                if version is not None or item.image_digest:
+                    row.version = version
+                    row.sequence_number = version.sequence_number if version else None
+                row.image_digest = item.image_digest
+                row.save()
+        device.installed_components.exclude(component_key__in=keep).delete()
+    device.requested_components = [
+        {
+            "component_key": component_ids.component_id_key(info.component_id),
+            "min_sequence_number": info.tc_manifest_sequence_number,
+            "have_binary": bool(info.have_binary),
+        }
+        for info in (requested_tc_list or [])
+    ]
+    device.unneeded_manifests = [component_ids.component_id_key(c) for c in (unneeded_manifest_list or [])]
+    device.ext_list = list(ext_list or [])
+    device.selected_version = selected_version if selected_version is not None else 0
+    device.signing_alg = signing_alg
+    device.numbering = numbering
+    touch_contact(device, now)
+
+
+def touch_contact(device: Device, now) -> None:
+    if device.first_contact_at is None:
+        device.first_contact_at = now
+    device.last_contact_at = now
+    if device.state == Device.State.REGISTERED:
+        device.state = Device.State.ACTIVE
+    device.save()
+
+
+def store_suit_reports(device: Device, message_type: str, parsed_reports) -> None:
+    """parsed_reports: (raw bytes, SuitReportResult) pairs from apps.teep.wire.suit."""
+    from apps.teep.wire.suit import report_to_json
+
+    SuitReport.objects.bulk_create(
+        SuitReport(
+            device=device,
+            message_type=message_type,
+            raw=raw,
+            parsed=report_to_json(result),
+            success=result.report.success,
+            summary=summarize_report(result)[:300],
+            manifest_digest=result.report.manifest_digest.value.hex(),
+        )
+        for raw, result in parsed_reports
+    )
+
+
+def summarize_report(result) -> str:
+    """One line for people: success, or the failing command, component and reason."""
+    report = result.report
+    where = report.manifest_uri or "manifest"
+    if report.success:
+        return f"{where}: success"
+    failure = report.failure
+    record = failure.record
+    return (
+        f"{where}: {failure.reason_name} in section {record.section} at offset {record.offset}, "
+        f"component #{record.component_index} (code {failure.code})"
+    )
+
+
+# --- Catalogue look-ups by the keys devices report -----------------------------------------
+
+
+def component_by_key(key: str) -> TrustedComponent | None:
+    return TrustedComponent.objects.filter(component_id=key).first()
+
+
+def component_key_of(component: TrustedComponent) -> str:
+    return component.component_id
+
+
+def manifest_key_of(component: TrustedComponent) -> str:
+    return component.manifest_component_id
+
+
+def manifest_digest_of(version: ComponentVersion) -> str:
+    """SHA-256 of the manifest, as SUIT reports name it in suit-reference (report 4)."""
+    from apps.teep.wire.suit import parse_envelope
+
+    return parse_envelope(bytes(version.envelope)).digest.value.hex()
+
+
+# --- What is due (TEEP 7.1.1: "in any implementation specific manner") ---------------------
+
+
+@dataclass
+class DuePlan:
+    installs: list[ComponentVersion] = field(default_factory=list)
+    # (component id key, manifest component id key, version or None, why)
+    removals: list[tuple[str, str, ComponentVersion | None, str]] = field(default_factory=list)
+
+    def __bool__(self):
+        return bool(self.installs or self.removals)
+
+
+def compute_due(device: Device, *, now) -> DuePlan:
+    """Installs: requested components the catalogue has released, and newer released
+    versions of held ones. Removals: manifests the agent lists as unneeded, and versions
+    marked compromised. Nothing is offered again while an earlier Update about the same
+    component is unanswered, nor after MAX delivery failures of the same version."""
+    plan = DuePlan()
+    if device.backoff_until and device.backoff_until > now:
+        return plan
+    held = {row.component_key: row for row in device.installed_components.select_related("version", "component")}
+    in_flight = set(
+        DeliveryItem.objects.filter(
+            device=device, state=DeliveryItem.State.SENT, token__expires_at__gt=now
+        ).values_list("component_key", flat=True)
+    )
+    max_failures = settings.TEEP_MAX_DELIVERY_FAILURES
+
+    def too_many_failures(version) -> bool:
+        return (
+            DeliveryItem.objects.filter(
+                device=device, version=version, state=DeliveryItem.State.FAILED, retryable=False
+            ).count()
+            >= max_failures
+        )
+
+    # Compromised versions first: they go whatever else happens (DESIGN.md "Keys"/"SUIT").
+    for key, row in held.items():
+        if row.version is not None and row.version.state == ComponentVersion.State.COMPROMISED:
+            if key not in in_flight:
+                plan.removals.append((key, manifest_key_of(row.component) if row.component else key,
+                                      row.version, "version marked compromised"))
+    removing = {r[0] for r in plan.removals}
+
+    # Unneeded manifests the agent reported (UnrequestTA).
+    for manifest_key in device.unneeded_manifests:
+        component = TrustedComponent.objects.filter(manifest_component_id=manifest_key).first()
+        key = component_key_of(component) if component else manifest_key
+        if key in removing or key in in_flight:
+            continue
+        plan.removals.append((key, manifest_key, held.get(key).version if key in held else None,
+                              "agent reported it unneeded"))
+        removing.add(key)
+
+    def newest_released(component, minimum=None):
+        versions = component.versions.filter(state=ComponentVersion.State.RELEASED)
+        if minimum is not None:
+            versions = versions.filter(sequence_number__gte=minimum)
+        return versions.order_by("-sequence_number").first()
+
+    # Requested components the catalogue has (RequestTA).
+    for request in device.requested_components:
+        key = request["component_key"]
+        if key in removing or key in in_flight or key in held:
+            continue
+        component = component_by_key(key)
+        if component is None:
+            continue
+        version = newest_released(component, request.get("min_sequence_number"))
+        if version is not None and not too_many_failures(version):
+            plan.installs.append(version)
+
+    # Newer released versions of what it holds.
+    for key, row in held.items():
+        if key in removing or key in in_flight or row.component is None or row.sequence_number is None:
+            continue
+        version = newest_released(row.component)
+        if version is not None and version.sequence_number > row.sequence_number and not too_many_failures(version):
+            plan.installs.append(version)
+    return plan
+
+
+def record_deliveries(device: Device, token, plan: DuePlan) -> list[DeliveryItem]:
+    items = [
+        DeliveryItem(
+            device=device,
+            token=token,
+            kind=DeliveryItem.Kind.INSTALL,
+            component_key=component_key_of(version.component),
+            manifest_key=manifest_key_of(version.component),
+            version=version,
+            manifest_digest=manifest_digest_of(version),
+        )
+        for version in plan.installs
+    ] + [
+        DeliveryItem(
+            device=device,
+            token=token,
+            kind=DeliveryItem.Kind.REMOVE,
+            component_key=key,
+            manifest_key=manifest_key,
+            version=version,
+            reason=why,
+        )
+        for key, manifest_key, version, why in plan.removals
+    ]
+    return DeliveryItem.objects.bulk_create(items)
+
+
+# --- Settling an Update (TEEP 7.1.2) ---------------------------------------------------------
+
+
+def settle_success(device: Device, token, *, now) -> list[DeliveryItem]:
+    items = list(token.deliveries.select_related("version"))
+    for item in items:
+        if item.kind == DeliveryItem.Kind.INSTALL and item.version is not None:
+            InstalledComponent.objects.update_or_create(
+                device=device,
+                component_key=item.component_key,
+                defaults={
+                    "component": item.version.component,
+                    "version": item.version,
+                    "sequence_number": item.version.sequence_number,
+                    "image_digest": item.version.binary_sha256 or "",
+                },
+            )
+        elif item.kind == DeliveryItem.Kind.REMOVE:
+            device.installed_components.filter(component_key=item.component_key).delete()
+            device.unneeded_manifests = [m for m in device.unneeded_manifests if m != item.manifest_key]
+    token.deliveries.update(state=DeliveryItem.State.SUCCEEDED, settled_at=now)
+    touch_contact(device, now)
+    return items
+
+
+def settle_failure(device: Device, token, *, reason: str, retryable: bool, failed_digests: dict[str, str],
+                   now) -> None:
+    """Mark what the Update asked as failed; reasons per manifest digest from SUIT reports.
+
+    Never removes or reinstalls anything by itself (DESIGN.md: no automatic destructive
+    action on protocol errors)."""
+    for item in token.deliveries.filter(state=DeliveryItem.State.SENT):
+        item.state = DeliveryItem.State.FAILED
+        item.retryable = retryable
+        item.reason = failed_digests.get(item.manifest_digest, reason)[:300]
+        item.settled_at = now
+        item.save(update_fields=["state", "retryable", "reason", "settled_at"])
+
+
+def record_agent_error(device: Device, *, code: int, name: str, message: str | None,
+                       cipher_suites=None, versions=None, now) -> None:
+    device.last_error_code = code
+    device.last_error_name = name
+    device.last_error_msg = (message or "")[:200]
+    if cipher_suites is not None:
+        device.agent_cipher_suites = [[list(op) for op in suite] for suite in cipher_suites]
+    if versions is not None:
+        device.agent_versions = list(versions)
+    if name == "ERR_TEMPORARY_ERROR":
+        device.backoff_until = now + timedelta(seconds=settings.TEEP_TEMPORARY_ERROR_BACKOFF_SECONDS)
+    touch_contact(device, now)

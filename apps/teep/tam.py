@@ -1,0 +1,453 @@
+"""The TAM state machine: the bytes of one incoming TEEP message (or none) in, the bytes to
+send (or none) out. No HTTP here (apps/teep/views.py maps answers to status codes).
+
+TEEP references: 4.1.2 validation, 4.2 QueryRequest, 7.1 TAM behaviour (token handling),
+7.1.1 handling a QueryResponse, 7.1.2 handling Success and Error, 8.1 cipher suites.
+DESIGN.md: "TEEP over HTTP: the answers we give", "Freshness and sessions".
+
+Every state change for a device happens in one transaction holding that device's row lock;
+a message that cannot be authenticated or parsed changes nothing and is dropped with an
+audit entry saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.audit.services import record_exchange
+from apps.devices import services as device_services
+from apps.devices.models import Device
+from apps.teep.models import TeepToken
+from apps.teep.ratelimit import check_rate
+from apps.teep.tam_keys import tam_keys
+from apps.teep.wire import ciphersuites, cose, messages
+from apps.teep.wire.errors import CoseError, SuitError, TeepDecodeError
+from apps.teep.wire.numbering import Numbering
+from apps.teep.wire.suit import parse_report
+
+logger = logging.getLogger(__name__)
+
+TOKEN_BYTES = 32
+# What every QueryRequest asks for: the installed components and any SUIT reports (4.2).
+DEFAULT_DATA_ITEMS = messages.TRUSTED_COMPONENTS | messages.SUIT_REPORTS
+
+
+@dataclass(frozen=True)
+class TamAnswer:
+    """What to send back: a TEEP message (body) or nothing."""
+
+    body: bytes | None
+    outcome: str  # "query-request", "update", "nothing-due", "dropped"
+    reason: str = ""
+    message_type: str = ""
+
+    @property
+    def dropped(self) -> bool:
+        return self.outcome == "dropped"
+
+
+class TamUnavailable(Exception):
+    """A backend the TAM needs (e.g. the Verifier) is unreachable or too slow: 503."""
+
+    def __init__(self, retry_after: int, backend: str):
+        super().__init__(f"{backend} unavailable")
+        self.retry_after = retry_after
+        self.backend = backend
+
+
+class TamRateLimited(Exception):
+    def __init__(self, retry_after: int, scope: str):
+        super().__init__(f"too many requests from this {scope}")
+        self.retry_after = retry_after
+        self.scope = scope
+
+
+@dataclass
+class _Exchange:
+    """Facts about one exchange, gathered for its audit entry."""
+
+    numbering: Numbering
+    source_ip: str | None
+    size_in: int
+    started: float = field(default_factory=time.monotonic)
+    device_kid: str = ""
+    type_in: str = ""
+    detail: dict = field(default_factory=dict)
+
+    def audit(self, answer: TamAnswer) -> TamAnswer:
+        record_exchange(
+            action=f"teep.{self.type_in or 'unknown'}" if self.size_in else "teep.connect",
+            outcome=answer.outcome,
+            device_kid=self.device_kid,
+            reason=answer.reason,
+            source_ip=self.source_ip,
+            detail={
+                "numbering": self.numbering.name,
+                "in": self.type_in or ("empty" if not self.size_in else "unparsed"),
+                "out": answer.message_type or None,
+                "bytes_in": self.size_in,
+                "bytes_out": len(answer.body or b""),
+                "duration_ms": round((time.monotonic() - self.started) * 1000, 2),
+                **self.detail,
+            },
+        )
+        return answer
+
+    def drop(self, reason: str) -> TamAnswer:
+        logger.info("TEEP message dropped: %s (device %s)", reason, self.device_kid or "unknown")
+        return self.audit(TamAnswer(None, "dropped", reason))
+
+
+# --- ProcessConnect: an empty POST --------------------------------------------------------------
+
+
+def process_connect(*, numbering: Numbering, source_ip: str | None = None) -> TamAnswer:
+    """Answer an agent that starts a session with a QueryRequest (TEEP 7.1, 8.1).
+
+    The TAM cannot know who sent an empty POST, so the QueryRequest is a COSE_Sign with one
+    signature per offered algorithm (TEEP 8.1), and its token is not yet bound to a device.
+    """
+    exchange = _Exchange(numbering, source_ip, 0)
+    _check_source_rate(source_ip)
+    token = _new_token_value()
+    request = messages.QueryRequest(
+        token=token,
+        supported_teep_cipher_suites=list(ciphersuites.TAM_OFFERED_SUITES),
+        supported_suit_cose_profiles=list(ciphersuites.TAM_SUIT_COSE_PROFILES),
+        data_item_requested=DEFAULT_DATA_ITEMS,
+    )
+    keys = tam_keys()
+    body = cose.sign(
+        messages.encode(request, numbering),
+        [(keys.signing_key_for(ciphersuites.algorithm_of_suite(suite)), ciphersuites.algorithm_of_suite(suite))
+         for suite in ciphersuites.TAM_OFFERED_SUITES],
+    )
+    with transaction.atomic():
+        _relax_commit_durability()
+        TeepToken.objects.create(
+            value=token,
+            kind=TeepToken.Kind.QUERY_REQUEST,
+            numbering=numbering.name,
+            data_item_requested=DEFAULT_DATA_ITEMS,
+            expires_at=timezone.now() + timedelta(seconds=settings.TEEP_TOKEN_LIFETIME_SECONDS),
+        )
+        exchange.detail["token"] = _token_ref(token)
+        return exchange.audit(TamAnswer(body, "query-request", message_type="query-request"))
+
+
+def _relax_commit_durability() -> None:
+    # A token lost in a crash costs the agent one retry; the commit that stores each token
+    # is the throughput limit of empty POSTs (ENGINEERING.md, performance facts). Never used
+    # for device state or audit rows... except this exchange's own audit row, which is
+    # equally cheap to lose (nothing happened yet).
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+# --- ProcessTeepMessage ---------------------------------------------------------------------
+
+
+def process_teep_message(body: bytes, *, numbering: Numbering, source_ip: str | None = None) -> TamAnswer:
+    exchange = _Exchange(numbering, source_ip, len(body))
+    _check_source_rate(source_ip)
+
+    # 4.1.2 steps 1-2: a COSE_Sign1 or COSE_Sign structure.
+    try:
+        signed = cose.parse(body)
+    except CoseError as exc:
+        return exchange.drop(f"not a COSE_Sign1/COSE_Sign message: {exc}")
+    signature = signed.signatures[0]
+    device = _find_device(signed, numbering)
+    if device is None:
+        kid = signature.kid.hex() if signature.kid else "absent"
+        exchange.device_kid = signature.kid.hex() if signature.kid else ""
+        return exchange.drop(f"unknown agent key (kid {kid})")
+    exchange.device_kid = device.kid
+    _check_device_rate(device.kid)
+    if device.state == Device.State.RETIRED:
+        return exchange.drop("device is retired")
+
+    # 4.1.2 step 4: the signature, with the key registered for this agent.
+    agent_key = device_services.device_public_key(device)
+    try:
+        payload = cose.verify(signed, agent_key)
+    except CoseError as exc:
+        return exchange.drop(f"signature does not verify with the agent's key: {exc}")
+    signing_alg = next((s.alg for s in signed.signatures if s.alg in agent_key.algorithms), agent_key.default_algorithm)
+
+    # 4.1.2 step 5: the TEEP message itself.
+    try:
+        message = messages.decode(payload, numbering)
+    except TeepDecodeError as exc:
+        return exchange.drop(f"invalid TEEP message: {exc}")
+    exchange.type_in = messages.message_type_name(message)
+    if getattr(message, "ignored_labels", ()):
+        exchange.detail["ignored_labels"] = list(message.ignored_labels)
+
+    if isinstance(message, messages.QueryResponse):
+        return _handle_query_response(exchange, device, message, signing_alg)
+    if isinstance(message, messages.Success):
+        return _handle_success(exchange, device, message)
+    if isinstance(message, messages.Error):
+        return _handle_error(exchange, device, message)
+    return exchange.drop(f"a TEEP Agent does not send {exchange.type_in} messages")
+
+
+def _find_device(signed, numbering: Numbering) -> Device | None:
+    """The device whose key signed this: by kid; for agents that send no kid (DESIGN.md:
+    older drafts), by the device a token in the still-unverified payload was issued to."""
+    for signature in signed.signatures:
+        if signature.kid:
+            device = Device.objects.filter(kid=signature.kid.hex()).first()
+            if device is not None:
+                return device
+    if any(s.kid for s in signed.signatures):
+        return None
+    token = messages.peek_token(signed.payload or b"", numbering)
+    if token is None:
+        return None
+    row = TeepToken.objects.filter(value=token).select_related("device").first()
+    return row.device if row is not None else None
+
+
+# --- QueryResponse (TEEP 7.1.1) ---------------------------------------------------------------
+
+
+def _handle_query_response(exchange, device, message, signing_alg) -> TamAnswer:
+    now = timezone.now()
+    if message.token is None:
+        return exchange.drop("QueryResponse without a token (attestation-only exchanges are not enabled)")
+    exchange.detail["token"] = _token_ref(message.token)
+    reports, report_problem = _parse_reports(message.suit_reports, message.token, device)
+    with transaction.atomic():
+        device = device_services.lock_device(device.pk)
+        token = _claim_token(message.token, device, (TeepToken.Kind.QUERY_REQUEST,), now)
+        if token is None:
+            return exchange.drop("unknown, expired or already used token")
+        problems = _missing_items(token.data_item_requested, message)
+        if report_problem:
+            problems.append(report_problem)
+        if problems:
+            # 7.1.1: drop what it said, and answer an Update carrying err-code and err-msg.
+            update = messages.Update(
+                token=_issue_update_token(device, exchange.numbering, now),
+                err_code=exchange.numbering.err_code("ERR_PERMANENT_ERROR"),
+                err_msg=_short("; ".join(problems), 128),
+            )
+            exchange.detail["problems"] = problems
+            body = _sign_for_device(update, exchange.numbering, signing_alg)
+            return exchange.audit(TamAnswer(body, "update", "; ".join(problems), message_type="update"))
+
+        device_services.record_reported_state(
+            device,
+            tc_list=message.tc_list,
+            requested_tc_list=message.requested_tc_list,
+            unneeded_manifest_list=message.unneeded_manifest_list,
+            ext_list=message.ext_list,
+            selected_version=message.selected_version,
+            signing_alg=signing_alg,
+            numbering=exchange.numbering.name,
+            now=now,
+        )
+        device_services.store_suit_reports(device, "query-response", reports)
+        plan = device_services.compute_due(device, now=now)
+        if not plan:
+            return exchange.audit(TamAnswer(None, "nothing-due"))
+        update_token_value = _issue_update_token(device, exchange.numbering, now)
+        update_token = TeepToken.objects.get(value=update_token_value)
+        items = device_services.record_deliveries(device, update_token, plan)
+        update = messages.Update(
+            token=update_token_value,
+            manifest_list=[bytes(v.envelope) for v in plan.installs] or None,
+            unneeded_manifest_list=[
+                _component_id_from_key(manifest_key) for _, manifest_key, _, _ in plan.removals
+            ] or None,
+        )
+        exchange.detail["deliveries"] = [
+            {"kind": i.kind, "component": i.component_key, "version": i.version_id} for i in items
+        ]
+        body = _sign_for_device(update, exchange.numbering, signing_alg)
+        return exchange.audit(TamAnswer(body, "update", message_type="update"))
+
+
+def _missing_items(requested_bits: int, message) -> list[str]:
+    problems = []
+    if requested_bits & messages.TRUSTED_COMPONENTS and message.tc_list is None:
+        problems.append("tc-list is missing but trusted-components was requested")
+    if requested_bits & messages.EXTENSIONS and message.ext_list is None:
+        problems.append("ext-list is missing but extensions was requested")
+    if requested_bits & messages.ATTESTATION and message.attestation_payload is None:
+        problems.append("attestation-payload is missing but attestation was requested")
+    return problems
+
+
+def _parse_reports(raw_reports, token: bytes | None, device) -> tuple[list, str]:
+    """Parse SUIT reports; each must carry the token as its nonce (4.3, 4.5, 4.6, 7.1.1)."""
+    parsed = []
+    for index, raw in enumerate(raw_reports or []):
+        try:
+            result = parse_report(raw)
+        except SuitError as exc:
+            return [], f"suit-reports[{index}] cannot be parsed: {exc}"
+        if token is not None and result.report.nonce != token:
+            return [], f"suit-reports[{index}] nonce does not match the token"
+        if result.kid and result.kid.hex() == device.kid:
+            return [], f"suit-reports[{index}] is signed with the TEEP message's own key"
+        parsed.append((raw, result))
+    return parsed, ""
+
+
+# --- Success and Error (TEEP 7.1.2) -----------------------------------------------------------
+
+
+def _handle_success(exchange, device, message) -> TamAnswer:
+    now = timezone.now()
+    if message.token is None:
+        return exchange.drop("Success without a token: the TAM always sends one in an Update")
+    exchange.detail["token"] = _token_ref(message.token)
+    reports, problem = _parse_reports(message.suit_reports, message.token, device)
+    if problem:
+        return exchange.drop(problem)
+    with transaction.atomic():
+        device = device_services.lock_device(device.pk)
+        token = _claim_token(message.token, device, (TeepToken.Kind.UPDATE,), now)
+        if token is None:
+            return exchange.drop("unknown, expired or already used token")
+        items = device_services.settle_success(device, token, now=now)
+        device_services.store_suit_reports(device, "success", reports)
+        exchange.detail["settled"] = [{"kind": i.kind, "component": i.component_key} for i in items]
+        return exchange.audit(TamAnswer(None, "nothing-due", message.msg or ""))
+
+
+def _handle_error(exchange, device, message) -> TamAnswer:
+    now = timezone.now()
+    numbering = exchange.numbering
+    name = numbering.err_code_names.get(message.err_code, f"unknown error {message.err_code}")
+    exchange.detail.update(err_code=message.err_code, err_name=name, err_msg=message.err_msg or "")
+    reports, problem = _parse_reports(message.suit_reports, message.token, device)
+    if problem:
+        return exchange.drop(problem)
+    with transaction.atomic():
+        device = device_services.lock_device(device.pk)
+        token = None
+        if message.token is not None:
+            exchange.detail["token"] = _token_ref(message.token)
+            token = _claim_token(
+                message.token, device, (TeepToken.Kind.UPDATE, TeepToken.Kind.QUERY_REQUEST), now
+            )
+            if token is None:
+                return exchange.drop("unknown, expired or already used token")
+        device_services.record_agent_error(
+            device,
+            code=message.err_code,
+            name=name,
+            message=message.err_msg,
+            cipher_suites=message.supported_teep_cipher_suites,
+            versions=message.versions,
+            now=now,
+        )
+        if token is not None and token.kind == TeepToken.Kind.UPDATE:
+            failed = {
+                result.report.manifest_digest.value.hex(): f"{name}: {device_services.summarize_report(result)}"
+                for _, result in reports
+                if not result.report.success
+            }
+            device_services.settle_failure(
+                device,
+                token,
+                reason=f"{name}: {message.err_msg or 'no message'}",
+                retryable=name == "ERR_TEMPORARY_ERROR",
+                failed_digests=failed,
+                now=now,
+            )
+        device_services.store_suit_reports(device, "error", reports)
+        # 4.6: every reaction is bookkeeping; nothing destructive happens by itself.
+        return exchange.audit(TamAnswer(None, "nothing-due", f"agent reported {name}"))
+
+
+# --- Tokens (TEEP 4.1.1, 7.1; DESIGN.md "Freshness and sessions") ----------------------------
+
+
+def _new_token_value() -> bytes:
+    return secrets.token_bytes(TOKEN_BYTES)
+
+
+def _token_ref(token: bytes) -> str:
+    """Audit rows name a token by a short prefix, never the whole value."""
+    return token[:4].hex()
+
+
+def _claim_token(value: bytes, device: Device, kinds, now) -> TeepToken | None:
+    """Consume a token exactly once (conditional UPDATE, ENGINEERING.md 3.4)."""
+    candidates = TeepToken.objects.filter(value=value, kind__in=kinds).outstanding(now)
+    claimed = candidates.filter(device__isnull=True).update(consumed_at=now, device=device) or candidates.filter(
+        device=device
+    ).update(consumed_at=now)
+    if claimed != 1:
+        return None
+    return TeepToken.objects.get(value=value)
+
+
+def _issue_update_token(device: Device, numbering: Numbering, now) -> bytes:
+    """A fresh token bound to the device; past the per-device cap the oldest outstanding
+    request is discarded (TEEP 7.1 allows it)."""
+    cap = settings.TEEP_MAX_OUTSTANDING_TOKENS_PER_DEVICE
+    outstanding = TeepToken.objects.filter(device=device).outstanding(now).order_by("issued_at")
+    excess = outstanding.count() - cap + 1
+    if excess > 0:
+        stale = list(outstanding.values_list("pk", flat=True)[:excess])
+        TeepToken.objects.filter(pk__in=stale).update(expires_at=now)
+    value = _new_token_value()
+    TeepToken.objects.create(
+        value=value,
+        kind=TeepToken.Kind.UPDATE,
+        device=device,
+        numbering=numbering.name,
+        expires_at=now + timedelta(seconds=settings.TEEP_TOKEN_LIFETIME_SECONDS),
+    )
+    return value
+
+
+# --- Helpers ------------------------------------------------------------------------------------
+
+
+def _sign_for_device(message, numbering: Numbering, alg: int) -> bytes:
+    """All messages after the first use the agent's own cipher suite (TEEP 8.1)."""
+    key = tam_keys().signing_key_for(alg)
+    if key is None:  # the agent's key type is one the TAM must support; keep a safe default
+        alg = ciphersuites.algorithm_of_suite(ciphersuites.TAM_OFFERED_SUITES[0])
+        key = tam_keys().signing_key_for(alg)
+    return cose.sign1(messages.encode(message, numbering), key, alg)
+
+
+def _component_id_from_key(key: str) -> list[bytes]:
+    from apps.teep.wire.component_ids import component_id_from_key
+
+    return component_id_from_key(key)
+
+
+def _short(text: str, limit: int) -> str:
+    data = text.encode()[:limit]
+    return data.decode("utf-8", errors="ignore") or "error"
+
+
+def _check_source_rate(source_ip: str | None) -> None:
+    if source_ip:
+        retry_after = check_rate(f"src:{source_ip}", settings.TEEP_RATE_LIMIT_PER_SOURCE)
+        if retry_after:
+            raise TamRateLimited(retry_after, "source")
+
+
+def _check_device_rate(kid: str) -> None:
+    retry_after = check_rate(f"dev:{kid}", settings.TEEP_RATE_LIMIT_PER_DEVICE)
+    if retry_after:
+        raise TamRateLimited(retry_after, "device")
