@@ -84,3 +84,18 @@ def tam_keys() -> TamKeySet:
         if key_set.signing_key_for(alg) is None:
             raise ImproperlyConfigured(f"TAM_SIGNING_KEY_FILES has no {name} key; TEEP 8.1 requires both")
     return key_set
+
+
+def exported_public_keys() -> list[dict]:
+    """kid, algorithms, PEM and COSE_Key hex of every TAM key, for provisioning agents."""
+    import cbor2
+
+    return [
+        {
+            "kid": key.kid.hex(),
+            "algorithms": list(key.algorithms),
+            "pem": key.public_pem().decode(),
+            "cose_key": cbor2.dumps(key.to_cose_key(private=False), canonical=True).hex(),
+        }
+        for key in tam_keys().public_keys
+    ]

@@ -2,10 +2,9 @@
 
 import json
 
-import cbor2
 from django.core.management.base import BaseCommand
 
-from apps.teep.tam_keys import tam_keys
+from apps.teep.tam_keys import exported_public_keys
 
 
 class Command(BaseCommand):
@@ -16,16 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", dest="as_json", action="store_true", help="one JSON document")
 
     def handle(self, *args, action, as_json=False, **options):
-        exported = []
-        for key in tam_keys().public_keys:
-            exported.append(
-                {
-                    "kid": key.kid.hex(),
-                    "algorithms": list(key.algorithms),
-                    "pem": key.public_pem().decode(),
-                    "cose_key": cbor2.dumps(key.to_cose_key(private=False), canonical=True).hex(),
-                }
-            )
+        exported = exported_public_keys()
         if as_json:
             self.stdout.write(json.dumps({"tam_keys": exported}, indent=2))
             return
