@@ -201,6 +201,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Run exactly one `celery -A tam_portal beat` in production.
+CELERY_BEAT_SCHEDULE = {
+    "expire-unanswered-teep-requests": {
+        "task": "apps.teep.tasks.expire_unanswered_requests",
+        "schedule": 300.0,
+    },
+}
 
 # --- REST framework ---------------------------------------------------------------------
 REST_FRAMEWORK = {

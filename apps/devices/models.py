@@ -140,7 +140,10 @@ class DeliveryItem(models.Model):
         EXPIRED = "expired", "No answer"
 
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="deliveries")
-    token = models.ForeignKey("teep.TeepToken", on_delete=models.CASCADE, related_name="deliveries")
+    # The Update's token; kept after the token row is purged (history stays).
+    token = models.ForeignKey(
+        "teep.TeepToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
     kind = models.CharField(max_length=10, choices=Kind.choices)
     state = models.CharField(max_length=10, choices=State.choices, default=State.SENT, db_index=True)
     component_key = models.CharField(max_length=512)
