@@ -605,7 +605,9 @@ _SPECS: dict[str, _Spec] = {
                     to_wire=_requested_tc_info_to_wire,
                 ),
                 _f("unneeded-manifest-list", _array(_component_id)),
-                _f("ext-list", _array(_version)),
+                # Same conflict as tc-list: MUST be present when extensions was requested
+                # (4.3), and this document defines no extension, so [] must be acceptable.
+                _f("ext-list", _array(_version, min_items=0)),
             ),
         ),
         _Spec(

@@ -1,0 +1,299 @@
+"""The agent's SUIT manifest processor: one envelope from an Update's manifest-list in, the
+components to install (or a failure saying where it stopped) out. Nothing is written here.
+
+It runs what the TAM's envelopes use (TEEP Appendix E, apps.teep.wire.suit.build_envelope)
+and a little more, per draft-ietf-suit-manifest-37 Section 6 / 8.4.10: the shared sequence
+before each of payload-fetch, install and validate; override-/set-parameters,
+set-component-index, run-sequence, try-each; condition vendor-/class-identifier and
+image-match; fetch (a URI, or "#key" for a payload integrated in the envelope) and write.
+Anything else fails with command-unsupported (SUIT report 9.7 reason 5), dependencies with
+component-unsupported, an encrypted payload with parameter-unsupported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+
+from apps.teep.wire.suit import Envelope, SuitDigest
+from apps.teep.wire.suit import constants as c
+from apps.teep.wire.suit.report import ReportFailure, SuitRecord
+
+from .state import ComponentId, StagedComponent
+
+# SuitRecord.section for failures outside a command sequence: the manifest key concerned.
+SECTION_ENVELOPE = 0  # parsing or authenticating the envelope
+SECTION_SEQUENCE_NUMBER = c.MANIFEST_SEQUENCE_NUMBER  # rollback (manifest 8.4.2)
+SECTION_COMMON = c.MANIFEST_COMMON  # the shared sequence lives in common
+
+Fetcher = Callable[[str, "int | None"], bytes]
+
+
+class ManifestFailure(Exception):
+    """Processing stopped: `reason` is a SUIT_Report_Reasons name (report 9.7)."""
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        section: int = SECTION_ENVELOPE,
+        offset: int = 0,
+        component_index: int = 0,
+        properties: Mapping[str, Any] | None = None,
+    ):
+        super().__init__(message)
+        self.reason = reason
+        self.section = section
+        self.offset = offset
+        self.component_index = component_index
+        self.properties = dict(properties or {})
+
+    def report_failure(self, code: int = 1) -> ReportFailure:
+        record = SuitRecord((), self.section, self.offset, self.component_index, self.properties)
+        return ReportFailure(code, c.REPORT_REASON_BY_NAME[self.reason], record)
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """What condition-vendor-identifier / -class-identifier compare with; None accepts any."""
+
+    vendor_id: bytes | None = None
+    class_id: bytes | None = None
+
+
+@dataclass
+class _Context:
+    params: list[dict[str, Any]]
+    images: dict[int, bytes] = field(default_factory=dict)
+    current: list[int] = field(default_factory=lambda: [0])
+
+    def copy(self) -> _Context:
+        return _Context([dict(p) for p in self.params], dict(self.images), list(self.current))
+
+
+def process_envelope(
+    envelope: Envelope,
+    *,
+    fetch: Fetcher,
+    installed_image: Callable[[ComponentId], bytes | None],
+    identity: DeviceIdentity | None = None,
+) -> list[StagedComponent]:
+    """Run the update procedure of an authenticated envelope; the components it produced."""
+    manifest = envelope.manifest
+    components = envelope.component_ids
+    if manifest.common.dependencies:
+        raise ManifestFailure(
+            "component-unsupported",
+            "manifests with dependencies are not supported by this agent",
+            section=SECTION_COMMON,
+        )
+    if not components:
+        raise ManifestFailure(
+            "component-unsupported", "the manifest names no component", section=SECTION_COMMON
+        )
+    if "install" not in manifest.command_sequences:
+        reason = "severing-unsupported" if "install" in manifest.severed else "command-unsupported"
+        raise ManifestFailure(reason, "the envelope carries no install sequence", section=20)
+
+    raw = _raw_sequences(envelope)
+    runner = _Runner(envelope, fetch, installed_image, identity or DeviceIdentity())
+    context = _Context([{} for _ in components])
+    for name in ("payload-fetch", "install", "validate"):
+        if name not in manifest.command_sequences:
+            continue
+        context.current = [0]
+        if manifest.common.shared_sequence:
+            runner.run(
+                manifest.common.shared_sequence, context, SECTION_COMMON, raw.get("shared-sequence")
+            )
+        section = c.COMMAND_SEQUENCE_BY_NAME[name]
+        runner.run(manifest.command_sequences[name], context, section, raw.get(name))
+
+    staged = [
+        StagedComponent(tuple(components[index]), image)
+        for index, image in sorted(context.images.items())
+    ]
+    if not staged:
+        raise ManifestFailure(
+            "operation-failed", "the install sequence produced no image", section=20
+        )
+    return staged
+
+
+class _Runner:
+    def __init__(self, envelope, fetch, installed_image, identity):
+        self.envelope = envelope
+        self.fetch = fetch
+        self.installed_image = installed_image
+        self.identity = identity
+        self.components = envelope.component_ids
+
+    def run(self, commands: Sequence, context: _Context, section: int, raw: bytes | None) -> None:
+        offsets = _command_offsets(raw) if raw else []
+        for index, command in enumerate(commands):
+            offset = offsets[index] if index < len(offsets) else 0
+            self.execute(command, context, section, offset)
+
+    def execute(self, command, context: _Context, section: int, offset: int) -> None:
+        name, argument = command.name, command.argument
+
+        def fail(reason: str, message: str, index: int = 0, properties=None):
+            raise ManifestFailure(
+                reason,
+                message,
+                section=section,
+                offset=offset,
+                component_index=index,
+                properties=properties,
+            )
+
+        if name == "directive-set-component-index":
+            if argument is True:
+                context.current = list(range(len(self.components)))
+            else:
+                indices = [argument] if isinstance(argument, int) else list(argument)
+                if any(i >= len(self.components) for i in indices):
+                    fail("component-unsupported", f"component index {argument} out of range")
+                context.current = indices
+            return
+        if name == "directive-run-sequence":
+            for inner in argument:
+                self.execute(inner, context, section, offset)
+            return
+        if name == "directive-try-each":
+            options = [option for option in argument if option is not None]
+            last = None
+            for option in options:
+                attempt = context.copy()
+                try:
+                    for inner in option:
+                        self.execute(inner, attempt, section, offset)
+                except ManifestFailure as failure:
+                    last = failure
+                    continue
+                context.params, context.images, context.current = (
+                    attempt.params,
+                    attempt.images,
+                    attempt.current,
+                )
+                return
+            if argument and argument[-1] is None:
+                return  # the trailing nil: "none of them" is allowed (manifest 8.4.10.2)
+            raise last or ManifestFailure("condition-failed", "no try-each option succeeded")
+
+        for index in context.current:
+            params = context.params[index]
+            if name == "directive-override-parameters":
+                params.update(argument)
+            elif name == "directive-set-parameters":
+                for key, value in argument.items():
+                    params.setdefault(key, value)
+            elif name in ("condition-vendor-identifier", "condition-class-identifier"):
+                which = "vendor" if "vendor" in name else "class"
+                mine = getattr(self.identity, f"{which}_id")
+                theirs = params.get(f"{which}-identifier")
+                if theirs is None:
+                    fail("parameter-unsupported", f"{which}-identifier is not set", index)
+                if mine is not None and theirs != mine:
+                    fail(
+                        "condition-failed", f"{which}-identifier does not match this device", index
+                    )
+            elif name == "condition-image-match":
+                self._image_match(context, index, fail)
+            elif name == "directive-fetch":
+                if "encryption-info" in params:
+                    fail("parameter-unsupported", "encrypted payloads are not supported", index)
+                uri = params.get("uri")
+                if not uri:
+                    fail("parameter-unsupported", "directive-fetch without a uri parameter", index)
+                if uri.startswith("#"):
+                    image = self.envelope.integrated_payloads.get(uri)
+                    if image is None:
+                        fail(
+                            "operation-failed",
+                            f"no integrated payload {uri!r} in the envelope",
+                            index,
+                        )
+                else:
+                    try:
+                        image = self.fetch(uri, params.get("image-size"))
+                    except Exception as exc:  # noqa: BLE001 - any fetch problem fails the manifest
+                        fail("operation-failed", f"fetch failed: {exc}", index)
+                context.images[index] = image
+            elif name == "directive-write":
+                content = params.get("content")
+                if content is None:
+                    fail(
+                        "parameter-unsupported",
+                        "directive-write without a content parameter",
+                        index,
+                    )
+                context.images[index] = content
+            elif name == "directive-invoke":
+                pass  # nothing runs in a simulated TEE
+            elif name == "condition-abort":
+                fail("condition-failed", "condition-abort", index)
+            else:
+                fail("command-unsupported", f"{name} is not supported by this agent", index)
+
+    def _image_match(self, context: _Context, index: int, fail) -> None:
+        params = context.params[index]
+        digest: SuitDigest | None = params.get("image-digest")
+        if digest is None:
+            fail("parameter-unsupported", "condition-image-match without image-digest", index)
+        image = context.images.get(index)
+        if image is None:
+            image = self.installed_image(tuple(self.components[index]))
+        if image is None:
+            fail("condition-failed", "condition-image-match: no image to check", index)
+        if digest.algorithm != c.SHA256:
+            fail("alg-unsupported", f"image-digest algorithm {digest.algorithm_name}", index)
+        measured = {"image-digest": SuitDigest.sha256(image), "image-size": len(image)}
+        if not hmac.compare_digest(hashlib.sha256(image).digest(), digest.value):
+            fail("condition-failed", "image digest does not match the manifest", index, measured)
+        size = params.get("image-size")
+        if size is not None and size != len(image):
+            fail("condition-failed", f"image size {len(image)} is not {size}", index, measured)
+
+
+def _raw_sequences(envelope: Envelope) -> dict[str, bytes]:
+    """The encoded command sequences, for SUIT_Record section-offsets (report 3)."""
+    found: dict[str, bytes] = {}
+    try:
+        manifest = cbor2.loads(envelope.manifest_bytes)
+        common = cbor2.loads(manifest[c.MANIFEST_COMMON])
+        if isinstance(common.get(c.COMMON_SHARED_SEQUENCE), bytes):
+            found["shared-sequence"] = common[c.COMMON_SHARED_SEQUENCE]
+        for key, name in c.COMMAND_SEQUENCE_NAMES.items():
+            value = envelope.severable_members.get(name, manifest.get(key))
+            if isinstance(value, bytes):
+                found[name] = value
+    except Exception:  # noqa: BLE001 - offsets are diagnostics; the envelope already parsed
+        return {}
+    return found
+
+
+def _command_offsets(raw: bytes) -> list[int]:
+    """Byte offset of each command id inside an encoded sequence (counted from its array head,
+    as apps.teep.wire.suit.report.command_at reads them)."""
+    try:
+        stream = io.BytesIO(raw)
+        decoder = cbor2.CBORDecoder(stream)
+        head = stream.read(1)[0]
+        if head & 0x1F >= 24:
+            stream.read(1 << ((head & 0x1F) - 24))
+        offsets = []
+        while stream.tell() < len(raw):
+            offsets.append(stream.tell())
+            decoder.decode()
+            decoder.decode()
+        return offsets
+    except Exception:  # noqa: BLE001
+        return []
