@@ -637,3 +637,15 @@ def test_structured_garbage_gives_only_cose_error(tag, array):
         verify(data, _FUZZ_KEY)
     except CoseError:
         pass
+
+
+def test_crit_with_an_unhashable_label_is_a_cose_error():
+    # Found by hypothesis in CI: a list inside crit once escaped as TypeError.
+    import cbor2
+
+    from apps.teep.wire.cose import parse
+    from apps.teep.wire.errors import CoseError
+
+    message = cbor2.dumps([cbor2.dumps({2: [[]]}), {}, b"", b""])
+    with pytest.raises(CoseError, match="crit"):
+        parse(message)

@@ -258,6 +258,8 @@ def _headers(protected_bstr: Any, unprotected: Any, where: str) -> tuple[dict, d
         if not isinstance(crit, list) or not crit:
             raise CoseError(f"{where} crit must be a non-empty array")
         for label in crit:
+            if type(label) not in (int, str):
+                raise CoseError(f"{where} crit label {label!r} is not an int or text")
             if label not in protected:
                 raise CoseError(f"{where} crit names {label!r}, absent from the protected header")
             if label not in _UNDERSTOOD_HEADERS or type(label) is not int:
