@@ -157,6 +157,9 @@ if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if (DEBUG or TESTING) else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+# Decision: the portal is HTTPS-only for browsers, so it may join the preload list (agents are
+# not browsers; TEEP_ALLOW_PLAIN_HTTP still exempts /tam from the redirect).
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not (DEBUG or TESTING))
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not (DEBUG or TESTING)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Strict"
