@@ -117,30 +117,43 @@ def process_connect(*, numbering: Numbering, source_ip: str | None = None) -> Ta
     """
     exchange = _Exchange(numbering, source_ip, 0)
     _check_source_rate(source_ip)
+    with transaction.atomic():
+        _relax_commit_durability()
+        body, token = _issue_query_request(numbering, suites=ciphersuites.TAM_OFFERED_SUITES, device=None)
+        exchange.detail["token"] = _token_ref(token)
+        return exchange.audit(TamAnswer(body, "query-request", message_type="query-request"))
+
+
+def _issue_query_request(numbering: Numbering, *, suites, device, attestation_payload=None,
+                         attestation_payload_format=None) -> tuple[bytes, bytes]:
+    """Build, sign and record a QueryRequest. With several suites (nothing known of the
+    agent) it is a COSE_Sign with a signature per algorithm; with one, a COSE_Sign1 (8.1)."""
     token = _new_token_value()
     request = messages.QueryRequest(
         token=token,
-        supported_teep_cipher_suites=list(ciphersuites.TAM_OFFERED_SUITES),
-        supported_suit_cose_profiles=list(ciphersuites.TAM_SUIT_COSE_PROFILES),
+        versions=ciphersuites.SUPPORTED_VERSIONS,
+        attestation_payload_format=attestation_payload_format,
+        attestation_payload=attestation_payload,
+        supported_teep_cipher_suites=tuple(suites),
+        supported_suit_cose_profiles=ciphersuites.TAM_SUIT_COSE_PROFILES,
         data_item_requested=DEFAULT_DATA_ITEMS,
     )
+    payload = messages.encode(request, numbering)
     keys = tam_keys()
-    body = cose.sign(
-        messages.encode(request, numbering),
-        [(keys.signing_key_for(ciphersuites.algorithm_of_suite(suite)), ciphersuites.algorithm_of_suite(suite))
-         for suite in ciphersuites.TAM_OFFERED_SUITES],
+    algs = [ciphersuites.algorithm_of_suite(suite) for suite in suites]
+    if len(algs) == 1:
+        body = cose.sign1(payload, keys.signing_key_for(algs[0]), algs[0])
+    else:
+        body = cose.sign(payload, [(keys.signing_key_for(alg), alg) for alg in algs])
+    TeepToken.objects.create(
+        value=token,
+        kind=TeepToken.Kind.QUERY_REQUEST,
+        device=device,
+        numbering=numbering.name,
+        data_item_requested=DEFAULT_DATA_ITEMS,
+        expires_at=timezone.now() + timedelta(seconds=settings.TEEP_TOKEN_LIFETIME_SECONDS),
     )
-    with transaction.atomic():
-        _relax_commit_durability()
-        TeepToken.objects.create(
-            value=token,
-            kind=TeepToken.Kind.QUERY_REQUEST,
-            numbering=numbering.name,
-            data_item_requested=DEFAULT_DATA_ITEMS,
-            expires_at=timezone.now() + timedelta(seconds=settings.TEEP_TOKEN_LIFETIME_SECONDS),
-        )
-        exchange.detail["token"] = _token_ref(token)
-        return exchange.audit(TamAnswer(body, "query-request", message_type="query-request"))
+    return body, token
 
 
 def _relax_commit_durability() -> None:
@@ -370,8 +383,41 @@ def _handle_error(exchange, device, message) -> TamAnswer:
                 now=now,
             )
         device_services.store_suit_reports(device, "error", reports)
-        # 4.6: every reaction is bookkeeping; nothing destructive happens by itself.
+        # 4.6: every reaction is bookkeeping or a retry; nothing destructive happens by itself.
+        retry = _retry_after_error(name, message, numbering)
+        if retry is not None:
+            body, why = retry
+            return exchange.audit(TamAnswer(body, "query-request", why, message_type="query-request"))
         return exchange.audit(TamAnswer(None, "nothing-due", f"agent reported {name}"))
+
+
+def _retry_after_error(name: str, message, numbering: Numbering):
+    """The retries TEEP 4.6 and 7.1.2 recommend, as (signed QueryRequest, reason) or None."""
+    if name == "ERR_UNSUPPORTED_CIPHER_SUITES" and message.supported_teep_cipher_suites:
+        # 4.6: "retry the request using a different set of supported cipher suites": one we
+        # accept from older drafts (ES256, EdDSA) may be in the agent's list.
+        suite = ciphersuites.select_cipher_suite(message.supported_teep_cipher_suites,
+                                                 ciphersuites.TAM_ACCEPTED_SUITES)
+        if suite is not None and suite not in ciphersuites.TAM_OFFERED_SUITES:
+            body, _ = _issue_query_request(numbering, suites=[suite], device=None)
+            return body, f"retrying with cipher suite {ciphersuites.suite_to_wire(suite)}"
+        return None
+    if name == "ERR_ATTESTATION_REQUIRED":
+        # 7.1.2: the agent wants to attest the TAM; the TAM MUST answer a QueryRequest with an
+        # attestation-payload. It can only if the operator configured one for this TAM.
+        payload_file = getattr(settings, "TAM_ATTESTATION_PAYLOAD_FILE", "")
+        if not payload_file:
+            logger.warning("agent requires TAM attestation but TAM_ATTESTATION_PAYLOAD_FILE is not set")
+            return None
+        with open(payload_file, "rb") as handle:
+            payload = handle.read()
+        body, _ = _issue_query_request(
+            numbering, suites=ciphersuites.TAM_OFFERED_SUITES, device=None,
+            attestation_payload=payload,
+            attestation_payload_format=getattr(settings, "TAM_ATTESTATION_PAYLOAD_FORMAT", None) or None,
+        )
+        return body, "answering with the TAM's attestation payload"
+    return None
 
 
 # --- Tokens (TEEP 4.1.1, 7.1; DESIGN.md "Freshness and sessions") ----------------------------

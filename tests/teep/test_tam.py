@@ -363,3 +363,31 @@ def test_every_exchange_is_audited_with_sizes_and_duration(make_agent, trusted_a
     # Tokens are referred to by a prefix, never in full.
     assert all(len(e.detail.get("token", "")) <= 8 for e in events)
     assert hashlib.sha256(b"x").hexdigest()  # keep import used
+
+
+def test_unsupported_cipher_suites_retries_with_a_legacy_suite_the_agent_lists(make_agent):
+    agent = make_agent()
+    request = connect(agent)
+    assert request.versions == (0,)
+    answer = send(agent, messages.Error(
+        token=request.token, err_code=CURRENT.err_code("ERR_UNSUPPORTED_CIPHER_SUITES"),
+        supported_teep_cipher_suites=(((18, -7),),),
+    ))
+    retry = cose.parse(answer.body)
+    assert retry.structure == "COSE_Sign1" and retry.signatures[0].alg == -7
+    offered = agent.read(answer.body)
+    assert offered.supported_teep_cipher_suites == (((18, -7),),)
+    assert TeepToken.objects.filter(value=offered.token, consumed_at__isnull=True).exists()
+
+
+def test_attestation_required_is_answered_only_when_the_tam_has_a_payload(make_agent, settings, tmp_path):
+    agent = make_agent()
+    request = connect(agent)
+    error = messages.Error(token=request.token, err_code=CURRENT.err_code("ERR_ATTESTATION_REQUIRED"))
+    assert send(agent, error).body is None
+    (tmp_path / "tam-ar.cbor").write_bytes(b"\xa1\x0a\x48" + b"n" * 8)
+    settings.TAM_ATTESTATION_PAYLOAD_FILE = str(tmp_path / "tam-ar.cbor")
+    request = connect(agent)
+    answer = send(agent, messages.Error(token=request.token, err_code=CURRENT.err_code("ERR_ATTESTATION_REQUIRED")))
+    offered = agent.read(answer.body)
+    assert offered.attestation_payload == (tmp_path / "tam-ar.cbor").read_bytes()
