@@ -191,6 +191,10 @@ TEEP_MAX_DELIVERY_FAILURES = env.int("TEEP_MAX_DELIVERY_FAILURES", default=3)
 # Per-source and per-device request limits (429 with Retry-After beyond them).
 TEEP_RATE_LIMIT_PER_SOURCE = env("TEEP_RATE_LIMIT_PER_SOURCE", default="600/60")
 TEEP_RATE_LIMIT_PER_DEVICE = env("TEEP_RATE_LIMIT_PER_DEVICE", default="60/60")
+# When an agent requires attestation of the TAM (ERR_ATTESTATION_REQUIRED, TEEP 7.1.2), the
+# TAM answers with this payload (Evidence or an Attestation Result about the TAM) and format.
+TAM_ATTESTATION_PAYLOAD_FILE = env("TAM_ATTESTATION_PAYLOAD_FILE", default="")
+TAM_ATTESTATION_PAYLOAD_FORMAT = env("TAM_ATTESTATION_PAYLOAD_FORMAT", default="")
 # Where devices fetch payloads from (payload URIs in the SUIT manifests the TAM builds).
 TAM_PUBLIC_BASE_URL = env("TAM_PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 
