@@ -171,6 +171,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+TA_UPLOAD_MAX_BYTES = env.int("TA_UPLOAD_MAX_BYTES", default=64 << 20)
 
 # --- TEEP / TAM ------------------------------------------------------------------------
 # TAM signing keys: PEM files (P-256 or Ed25519 private keys), the first one signs.
