@@ -58,9 +58,12 @@ INSTALLED_APPS = [
     "rest_framework",
     "apps.audit",
     "apps.components",
+    "apps.personalization",
     "apps.devices",
+    "apps.policies",
     "apps.teep",
     "apps.agent",
+    "apps.attestation",
 ]
 
 MIDDLEWARE = [
@@ -182,6 +185,10 @@ TAM_SIGNING_KEY_FILES = env.list("TAM_SIGNING_KEY_FILES", default=[])
 TAM_GENERATE_DEVELOPMENT_KEYS = env.bool(
     "TAM_GENERATE_DEVELOPMENT_KEYS", default=DEBUG or TESTING
 )
+# Key(s) that encrypt personalization data at rest (AES-256-GCM): files holding 32 bytes, raw
+# or base64; comma-separated for rotation, the first encrypts and every one decrypts. With
+# TAM_GENERATE_DEVELOPMENT_KEYS and nothing configured, one is created in TAM_KEY_DIR.
+TAM_DATA_ENCRYPTION_KEY_FILE = env.list("TAM_DATA_ENCRYPTION_KEY_FILE", default=[])
 TEEP_MAX_BODY_BYTES = env.int("TEEP_MAX_BODY_BYTES", default=1 << 20)
 TEEP_TOKEN_LIFETIME_SECONDS = env.int("TEEP_TOKEN_LIFETIME_SECONDS", default=6 * 3600)
 TEEP_MAX_OUTSTANDING_TOKENS_PER_DEVICE = env.int("TEEP_MAX_OUTSTANDING_TOKENS_PER_DEVICE", default=8)
@@ -192,6 +199,19 @@ TEEP_MAX_DELIVERY_FAILURES = env.int("TEEP_MAX_DELIVERY_FAILURES", default=3)
 # Per-source and per-device request limits (429 with Retry-After beyond them).
 TEEP_RATE_LIMIT_PER_SOURCE = env("TEEP_RATE_LIMIT_PER_SOURCE", default="600/60")
 TEEP_RATE_LIMIT_PER_DEVICE = env("TEEP_RATE_LIMIT_PER_DEVICE", default="60/60")
+# Agents registered by hand skip attestation unless this is on (DESIGN.md bootstrap); unknown
+# keys always attest.
+TEEP_REQUIRE_ATTESTATION = env.bool("TEEP_REQUIRE_ATTESTATION", default=False)
+# --- Attestation (apps.attestation) ---
+ATTESTATION_BACKEND = env("ATTESTATION_BACKEND", default="builtin")  # or "veraison"
+ATTESTATION_VALIDITY_SECONDS = env.int("ATTESTATION_VALIDITY_SECONDS", default=24 * 3600)
+ATTESTATION_REQUEST_DEADLINE_SECONDS = env.float("ATTESTATION_REQUEST_DEADLINE_SECONDS", default=3.0)
+ATTESTATION_RESULT_MAX_AGE_SECONDS = env.int("ATTESTATION_RESULT_MAX_AGE_SECONDS", default=300)
+VERAISON_BASE_URL = env("VERAISON_BASE_URL", default="")
+VERAISON_EAR_PUBLIC_KEY_FILE = env("VERAISON_EAR_PUBLIC_KEY_FILE", default="")
+VERAISON_CA_FILE = env("VERAISON_CA_FILE", default="")
+VERAISON_TIMEOUT_SECONDS = env.float("VERAISON_TIMEOUT_SECONDS", default=10.0)
+VERAISON_DEADLINE_SECONDS = env.float("VERAISON_DEADLINE_SECONDS", default=30.0)
 # When an agent requires attestation of the TAM (ERR_ATTESTATION_REQUIRED, TEEP 7.1.2), the
 # TAM answers with this payload (Evidence or an Attestation Result about the TAM) and format.
 TAM_ATTESTATION_PAYLOAD_FILE = env("TAM_ATTESTATION_PAYLOAD_FILE", default="")
@@ -219,6 +239,12 @@ CELERY_BEAT_SCHEDULE = {
     "expire-unanswered-teep-requests": {
         "task": "apps.teep.tasks.expire_unanswered_requests",
         "schedule": 300.0,
+    },
+    # Delivered actions whose Update went unanswered go back to queued; stalled compromise
+    # fan-outs (a lost on_commit publish, a killed worker) are resumed.
+    "sweep-queued-actions": {
+        "task": "apps.policies.tasks.sweep_queued_actions",
+        "schedule": 60.0,
     },
 }
 
