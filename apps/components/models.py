@@ -143,6 +143,7 @@ class ComponentVersion(models.Model):
 
     class Meta:
         ordering = ["component", "-sequence_number"]
+        permissions = [("mark_compromised", "Can mark a component version compromised")]
         constraints = [
             models.UniqueConstraint(
                 fields=["component", "sequence_number"], name="component_version_sequence_unique"

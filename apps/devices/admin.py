@@ -11,6 +11,8 @@ from apps.audit.models import AuditEvent
 from apps.devices import services
 from apps.devices.forms import RegisterAgentForm
 from apps.devices.models import DeliveryItem, Device, InstalledComponent, SuitReport, Tag
+from apps.policies.models import QueuedAction
+from apps.policies.resolution import explain_due, groups_of
 from apps.teep.wire.component_ids import component_id_from_key, component_id_text
 
 TIMELINE_LENGTH = 50
@@ -59,6 +61,17 @@ class DeliveryInline(ReadOnlyInline):
         return readable_component(row.component_key)
 
 
+class QueuedActionInline(ReadOnlyInline):
+    model = QueuedAction
+    fk_name = "device"
+    fields = ("created_at", "kind", "component", "version", "state", "attempts", "reason", "settled_at")
+    readonly_fields = fields
+    verbose_name_plural = "Queued actions"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("component", "version__component")
+
+
 class SuitReportInline(ReadOnlyInline):
     model = SuitReport
     fields = ("received_at", "message_type", "success", "summary")
@@ -77,17 +90,19 @@ class DeviceAdmin(admin.ModelAdmin):
         "first_contact_at", "last_contact_at", "backoff_until", "last_error_code", "last_error_name",
         "last_error_msg", "agent_cipher_suites", "agent_versions", "requested_readable",
         "unneeded_readable", "ext_list", "registered_at", "registered_by", "exchange_timeline",
+        "attributes", "due_explanation",
     )
     fieldsets = (
         ("Identity", {"fields": ("name", "tags", "kid", "ueid", "registration", "registered_at", "registered_by")}),
         ("Protocol", {"fields": ("state", "numbering", "signing_alg", "selected_version", "first_contact_at",
                                  "last_contact_at", "backoff_until")}),
-        ("Last reported", {"fields": ("requested_readable", "unneeded_readable", "ext_list")}),
+        ("Last reported", {"fields": ("requested_readable", "unneeded_readable", "ext_list", "attributes")}),
+        ("Policy: what is due at the next contact, and why", {"fields": ("due_explanation",)}),
         ("Last error from the agent", {"fields": ("last_error_code", "last_error_name", "last_error_msg",
                                                   "agent_cipher_suites", "agent_versions")}),
         ("Exchange timeline", {"fields": ("exchange_timeline",)}),
     )
-    inlines = (InstalledComponentInline, DeliveryInline, SuitReportInline)
+    inlines = (InstalledComponentInline, QueuedActionInline, DeliveryInline, SuitReportInline)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_installed=Count("installed_components"))
@@ -113,6 +128,32 @@ class DeviceAdmin(admin.ModelAdmin):
     @admin.display(description="unneeded manifests")
     def unneeded_readable(self, device):
         return ", ".join(readable_component(k) for k in device.unneeded_manifests) or "—"
+
+    @admin.display(description="due")
+    def due_explanation(self, device):
+        decisions = explain_due(device)
+        groups = ", ".join(g.name for g in groups_of(device)) or "none"
+        if not decisions:
+            return format_html("Groups: {}. Nothing: no policy, request or queued action concerns it.", groups)
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    d.name,
+                    d.held_version.version_label if d.held_version else ("unrecognised" if d.held else "—"),
+                    ("waiting: " if d.waiting else "") + (d.action if d.action != "none" else "nothing"),
+                    d.version.version_label if d.version else "",
+                    d.reason,
+                )
+                for d in decisions
+            ),
+        )
+        return format_html(
+            "Groups: {}.<table class='due-explanation'><thead><tr><th>component</th><th>holds</th><th>due</th>"
+            "<th>version</th><th>because</th></tr></thead><tbody>{}</tbody></table>",
+            groups, rows,
+        )
 
     @admin.display(description="latest exchanges")
     def exchange_timeline(self, device):
@@ -151,6 +192,10 @@ class DeviceAdmin(admin.ModelAdmin):
         """The TAM public keys agents must be provisioned with (as `manage.py tam_keys export`)."""
         from apps.teep.tam_keys import exported_public_keys
 
+        if not self.has_view_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
         context = {**self.admin_site.each_context(request), "keys": exported_public_keys(),
                    "title": "TAM public keys", "opts": self.model._meta}
         return TemplateResponse(request, "admin/devices/device/tam_keys.html", context)

@@ -53,6 +53,10 @@ class Device(models.Model):
     requested_components = models.JSONField(default=list, blank=True)
     unneeded_manifests = models.JSONField(default=list, blank=True)
     ext_list = models.JSONField(default=list, blank=True)
+    # Attributes policy groups select on (apps.policies AttributeRule), as text: the claims of
+    # the device's last affirming attestation (EAT hwmodel, oemid, hwversion, ...; byte
+    # strings as hex) and any an operator recorded.
+    attributes = models.JSONField(default=dict, blank=True)
     # After ERR_TEMPORARY_ERROR the TAM sends nothing new until then (TEEP 4.6).
     backoff_until = models.DateTimeField(null=True, blank=True)
     last_error_code = models.PositiveIntegerField(null=True, blank=True)
@@ -105,6 +109,8 @@ class InstalledComponent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["device", "component_key"], name="one_row_per_device_component")
         ]
+        # The compromise fan-out walks the holders of one version in id order.
+        indexes = [models.Index(fields=["version", "id"], name="installed_version_id")]
 
     def __str__(self):
         return f"{self.device} holds {self.version or self.component_key}"

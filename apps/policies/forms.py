@@ -1,0 +1,41 @@
+from django import forms
+
+from apps.components.models import ComponentVersion, TrustedComponent
+from apps.devices.models import Device
+from apps.policies.models import DeviceGroup, QueuedAction
+
+
+class MarkCompromisedForm(forms.Form):
+    version = forms.ModelChoiceField(
+        queryset=ComponentVersion.objects.exclude(state=ComponentVersion.State.COMPROMISED)
+        .select_related("component"),
+    )
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 70}),
+                             help_text="recorded in the audit trail (e.g. the advisory)",
+                             error_messages={"required": "A reason is required."})
+    confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("A reason is required.")
+        return reason
+
+
+class QueueActionForm(forms.Form):
+    kind = forms.ChoiceField(choices=QueuedAction.Kind.choices)
+    component = forms.ModelChoiceField(queryset=TrustedComponent.objects.all())
+    version = forms.ModelChoiceField(
+        queryset=ComponentVersion.objects.select_related("component"), required=False,
+        help_text="install/update: empty = latest released; remove: empty = whatever it holds",
+    )
+    device = forms.ModelChoiceField(queryset=Device.objects.all(), required=False,
+                                    widget=forms.TextInput, help_text="device id")
+    group = forms.ModelChoiceField(queryset=DeviceGroup.objects.all(), required=False)
+    reason = forms.CharField(required=False, max_length=300)
+
+    def clean(self):
+        data = super().clean()
+        if bool(data.get("device")) == bool(data.get("group")):
+            raise forms.ValidationError("Choose one device or one group.")
+        return data
