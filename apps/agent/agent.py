@@ -41,12 +41,15 @@ from apps.teep.wire.errors import CoseError, SuitError, TeepDecodeError, WireErr
 from apps.teep.wire.keys import KeyKind, TeepKey, load_public_key
 from apps.teep.wire.numbering import CURRENT, Numbering, numbering_by_name
 from apps.teep.wire.suit import (
+    Envelope,
     SuitDigest,
     SystemProperties,
     build_report,
+    decrypt_with_key,
     parse_envelope,
     verify_envelope,
 )
+from apps.teep.wire.suit import constants as suit_constants
 
 from . import transport
 from .state import AgentState, ComponentId, InstalledComponent, PendingRequest
@@ -235,6 +238,8 @@ class TeepAgent:
         self.http_timeout = http_timeout
         self.max_payload = max_payload
         self.key, self.report_key = self.state.load_or_create_keys(key_type)
+        # Personalization data arrives encrypted to this key (SUIT firmware encryption 5.2).
+        self.encryption_key = self.state.load_or_create_encryption_key()
         if self.behaviour.legacy_es256 and self.key.kind != "p256":
             raise ValueError("legacy_es256 needs a P-256 agent key")
         # TEEP 8.1: the suite chosen from the last QueryRequest is used in both directions.
@@ -249,6 +254,10 @@ class TeepAgent:
     @property
     def public_key_path(self) -> Path:
         return self.state.agent_public_key_path
+
+    @property
+    def encryption_public_key_path(self) -> Path:
+        return self.state.encryption_public_key_path
 
     @property
     def supported_cipher_suites(self) -> tuple[ciphersuites.CipherSuite, ...]:
@@ -511,9 +520,7 @@ class TeepAgent:
             except SuitError as exc:
                 raise ManifestFailure("cbor-parse", f"envelope: {exc}") from None
             try:
-                verify_envelope(
-                    envelope, self.state.trust_anchors("tam") + self.state.trust_anchors("signers")
-                )
+                self._verify_envelope(envelope)
             except SuitError as exc:
                 raise ManifestFailure("unauthorised", f"envelope: {exc}") from None
             for index, component_id in enumerate(envelope.component_ids):
@@ -531,6 +538,9 @@ class TeepAgent:
                 fetch=self._fetch,
                 installed_image=self._installed_image,
                 identity=self.identity,
+                decrypt=self._decrypt,
+                installed_manifest=self._installed_manifest,
+                verify_dependency=self._verify_envelope,
             )
             for index, item in enumerate(staged):
                 if self.behaviour.fails_install(item.component_id):
@@ -589,6 +599,27 @@ class TeepAgent:
             max_size=self.max_payload,
             timeout=self.http_timeout,
         )
+
+    def _verify_envelope(self, envelope: Envelope) -> None:
+        verify_envelope(
+            envelope, self.state.trust_anchors("tam") + self.state.trust_anchors("signers")
+        )
+
+    def _decrypt(self, encryption_info: bytes, ciphertext: bytes) -> bytes:
+        """SUIT firmware encryption 5.2: ES-DH to our key-agreement key, payload context."""
+        return decrypt_with_key(
+            encryption_info,
+            ciphertext,
+            self.encryption_key,
+            context_other=suit_constants.CONTEXT_SUIT_PAYLOAD,
+        )
+
+    def _installed_manifest(self, digest: SuitDigest) -> bytes | None:
+        """The envelope of an installed manifest with this digest (a dependency, TD 5.2.2)."""
+        for component in self.state.installed():
+            if component.manifest_digest == digest:
+                return component.envelope_path.read_bytes()
+        return None
 
     def _installed_image(self, component_id: ComponentId) -> bytes | None:
         installed = self.state.installed_component(component_id)

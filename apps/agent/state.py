@@ -4,6 +4,10 @@
     <state>/keys/agent.pub.pem        its public key, to register with the TAM
     <state>/keys/report.pem           SUIT report signing key (mode 600); TEEP 4.5 / 4.6: a
                                       SUIT report's COSE key MUST differ from the TEEP key
+    <state>/keys/encryption.pem       P-256 key-agreement key (mode 600): the TAM encrypts
+                                      personalization data to it (SUIT firmware encryption
+                                      5.2, ES-DH); never used to sign
+    <state>/keys/encryption-key.pem   its public key, to register with the TAM
     <state>/trust/tam/*.pem           TAM public keys (trust anchors for TEEP messages)
     <state>/trust/signers/*.pem       Trusted Component signer keys (for SUIT envelopes)
     <state>/tee/<h>/meta.json         one installed component (the simulated TEE); meta.json
@@ -107,6 +111,23 @@ class AgentState:
             _write_atomic(self.agent_public_key_path, agent_key.public_pem(), mode=0o644)
         report_key = self._load_or_create(self.report_key_path, agent_key.kind)
         return agent_key, report_key
+
+    @property
+    def encryption_key_path(self) -> Path:
+        return self.root / "keys" / "encryption.pem"
+
+    @property
+    def encryption_public_key_path(self) -> Path:
+        return self.root / "keys" / "encryption-key.pem"
+
+    def load_or_create_encryption_key(self) -> TeepKey:
+        """The device's key-agreement key (always P-256: ECDH-ES + A128KW, SUIT MTI 3)."""
+        key = self._load_or_create(self.encryption_key_path, "p256")
+        if key.kind != "p256":
+            raise ValueError(f"{self.encryption_key_path} is not a P-256 key")
+        if not self.encryption_public_key_path.exists():
+            _write_atomic(self.encryption_public_key_path, key.public_pem(), mode=0o644)
+        return key
 
     def _load_or_create(self, path: Path, kind: KeyKind) -> TeepKey:
         if path.exists():

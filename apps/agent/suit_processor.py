@@ -1,13 +1,24 @@
 """The agent's SUIT manifest processor: one envelope from an Update's manifest-list in, the
 components to install (or a failure saying where it stopped) out. Nothing is written here.
 
-It runs what the TAM's envelopes use (TEEP Appendix E, apps.teep.wire.suit.build_envelope)
-and a little more, per draft-ietf-suit-manifest-37 Section 6 / 8.4.10: the shared sequence
-before each of payload-fetch, install and validate; override-/set-parameters,
-set-component-index, run-sequence, try-each; condition vendor-/class-identifier and
-image-match; fetch (a URI, or "#key" for a payload integrated in the envelope) and write.
-Anything else fails with command-unsupported (SUIT report 9.7 reason 5), dependencies with
-component-unsupported, an encrypted payload with parameter-unsupported.
+It runs what the TAM's envelopes use (TEEP Appendix E, apps.teep.wire.suit.build_envelope
+and apps.teep.wire.suit.personalization) and a little more, per draft-ietf-suit-manifest-37
+Section 6 / 8.4.10: the shared sequence before each of dependency-resolution, payload-fetch,
+install and validate; override-/set-parameters, set-component-index, run-sequence, try-each;
+condition vendor-/class-identifier and image-match; fetch (a URI, or "#key" for a payload
+integrated in the envelope) and write. A write whose parameters carry encryption-info decrypts
+the content with the device's key-agreement key (firmware encryption 4, 5.2; KDF context
+"SUIT Payload Encryption"); a failed decryption is operation-failed.
+
+Dependencies (trust domains 5.2.2, 6): a dependency's envelope is taken from the installed
+manifest with the digest the dependent names (else fetched, or read from the envelope when its
+uri is "#key"), and directive-process-dependency checks its digest and signature. This agent
+installs a dependency only through its own manifest (an Update lists it first, TEEP 4.4):
+process-dependency on a dependency that is not installed fails with component-unsupported.
+As in TEEP Appendix E Example 3, a dependency's component index may lie beyond the
+components list.
+Anything else fails with command-unsupported (SUIT report 9.7 reason 5), an encrypted fetch
+with parameter-unsupported.
 """
 
 from __future__ import annotations
@@ -21,7 +32,8 @@ from typing import Any
 
 import cbor2
 
-from apps.teep.wire.suit import Envelope, SuitDigest
+from apps.teep.wire.errors import SuitError
+from apps.teep.wire.suit import Envelope, SuitDigest, format_component_id, parse_envelope
 from apps.teep.wire.suit import constants as c
 from apps.teep.wire.suit.report import ReportFailure, SuitRecord
 
@@ -31,8 +43,24 @@ from .state import ComponentId, StagedComponent
 SECTION_ENVELOPE = 0  # parsing or authenticating the envelope
 SECTION_SEQUENCE_NUMBER = c.MANIFEST_SEQUENCE_NUMBER  # rollback (manifest 8.4.2)
 SECTION_COMMON = c.MANIFEST_COMMON  # the shared sequence lives in common
+# Commands that act on a dependency slot rather than on a component image (TD 6).
+_DEPENDENCY_COMMANDS = frozenset(
+    {
+        "directive-fetch",
+        "directive-process-dependency",
+        "condition-dependency-integrity",
+        "condition-is-dependency",
+        "condition-image-match",
+    }
+)
 
 Fetcher = Callable[[str, "int | None"], bytes]
+# (SUIT_Encryption_Info, ciphertext) -> plaintext; raises when the key does not open it.
+Decryptor = Callable[[bytes, bytes], bytes]
+# The envelope of an installed manifest with this manifest digest, or None.
+InstalledManifest = Callable[[SuitDigest], "bytes | None"]
+# Authenticates a dependency's envelope (raises SuitError when no trusted key signed it).
+DependencyVerifier = Callable[[Envelope], None]
 
 
 class ManifestFailure(Exception):
@@ -70,12 +98,19 @@ class DeviceIdentity:
 
 @dataclass
 class _Context:
-    params: list[dict[str, Any]]
+    params: dict[int, dict[str, Any]]
     images: dict[int, bytes] = field(default_factory=dict)
     current: list[int] = field(default_factory=lambda: [0])
+    # Dependency envelopes fetched in dependency-resolution, by component index (TD 5.5).
+    dependencies: dict[int, bytes] = field(default_factory=dict)
 
     def copy(self) -> _Context:
-        return _Context([dict(p) for p in self.params], dict(self.images), list(self.current))
+        return _Context(
+            {index: dict(p) for index, p in self.params.items()},
+            dict(self.images),
+            list(self.current),
+            dict(self.dependencies),
+        )
 
 
 def process_envelope(
@@ -84,14 +119,17 @@ def process_envelope(
     fetch: Fetcher,
     installed_image: Callable[[ComponentId], bytes | None],
     identity: DeviceIdentity | None = None,
+    decrypt: Decryptor | None = None,
+    installed_manifest: InstalledManifest | None = None,
+    verify_dependency: DependencyVerifier | None = None,
 ) -> list[StagedComponent]:
     """Run the update procedure of an authenticated envelope; the components it produced."""
     manifest = envelope.manifest
     components = envelope.component_ids
-    if manifest.common.dependencies:
+    if manifest.common.dependencies and verify_dependency is None:
         raise ManifestFailure(
             "component-unsupported",
-            "manifests with dependencies are not supported by this agent",
+            "manifests with dependencies need a way to authenticate them",
             section=SECTION_COMMON,
         )
     if not components:
@@ -103,9 +141,18 @@ def process_envelope(
         raise ManifestFailure(reason, "the envelope carries no install sequence", section=20)
 
     raw = _raw_sequences(envelope)
-    runner = _Runner(envelope, fetch, installed_image, identity or DeviceIdentity())
-    context = _Context([{} for _ in components])
-    for name in ("payload-fetch", "install", "validate"):
+    runner = _Runner(
+        envelope,
+        fetch,
+        installed_image,
+        identity or DeviceIdentity(),
+        decrypt=decrypt,
+        installed_manifest=installed_manifest or (lambda digest: None),
+        verify_dependency=verify_dependency,
+    )
+    context = _Context({index: {} for index in runner.indices})
+    # Manifest 6 / TD 5.5: dependencies are resolved before any payload is fetched.
+    for name in ("dependency-resolution", "payload-fetch", "install", "validate"):
         if name not in manifest.command_sequences:
             continue
         context.current = [0]
@@ -119,6 +166,7 @@ def process_envelope(
     staged = [
         StagedComponent(tuple(components[index]), image)
         for index, image in sorted(context.images.items())
+        if index < len(components)
     ]
     if not staged:
         raise ManifestFailure(
@@ -128,12 +176,27 @@ def process_envelope(
 
 
 class _Runner:
-    def __init__(self, envelope, fetch, installed_image, identity):
+    def __init__(
+        self,
+        envelope,
+        fetch,
+        installed_image,
+        identity,
+        *,
+        decrypt=None,
+        installed_manifest=None,
+        verify_dependency=None,
+    ):
         self.envelope = envelope
         self.fetch = fetch
         self.installed_image = installed_image
         self.identity = identity
+        self.decrypt = decrypt
+        self.installed_manifest = installed_manifest
+        self.verify_dependency = verify_dependency
         self.components = envelope.component_ids
+        self.dependencies = envelope.manifest.common.dependencies
+        self.indices = sorted(set(range(len(self.components))) | set(self.dependencies))
 
     def run(self, commands: Sequence, context: _Context, section: int, raw: bytes | None) -> None:
         offsets = _command_offsets(raw) if raw else []
@@ -156,10 +219,10 @@ class _Runner:
 
         if name == "directive-set-component-index":
             if argument is True:
-                context.current = list(range(len(self.components)))
+                context.current = list(self.indices)
             else:
                 indices = [argument] if isinstance(argument, int) else list(argument)
-                if any(i >= len(self.components) for i in indices):
+                if any(i not in context.params for i in indices):
                     fail("component-unsupported", f"component index {argument} out of range")
                 context.current = indices
             return
@@ -178,10 +241,11 @@ class _Runner:
                 except ManifestFailure as failure:
                     last = failure
                     continue
-                context.params, context.images, context.current = (
+                context.params, context.images, context.current, context.dependencies = (
                     attempt.params,
                     attempt.images,
                     attempt.current,
+                    attempt.dependencies,
                 )
                 return
             if argument and argument[-1] is None:
@@ -205,6 +269,8 @@ class _Runner:
                     fail(
                         "condition-failed", f"{which}-identifier does not match this device", index
                     )
+            elif index in self.dependencies and name in _DEPENDENCY_COMMANDS:
+                self._dependency_command(name, context, index, fail)
             elif name == "condition-image-match":
                 self._image_match(context, index, fail)
             elif name == "directive-fetch":
@@ -235,13 +301,84 @@ class _Runner:
                         "directive-write without a content parameter",
                         index,
                     )
+                info = params.get("encryption-info")
+                if info is not None:
+                    content = self._decrypt(info, content, index, fail)
                 context.images[index] = content
+            elif name in ("condition-is-dependency", "directive-process-dependency"):
+                fail("condition-failed", f"{name}: component {index} is not a dependency", index)
             elif name == "directive-invoke":
                 pass  # nothing runs in a simulated TEE
             elif name == "condition-abort":
                 fail("condition-failed", "condition-abort", index)
             else:
                 fail("command-unsupported", f"{name} is not supported by this agent", index)
+
+    def _decrypt(self, info: bytes, ciphertext: bytes, index: int, fail) -> bytes:
+        """Firmware encryption 4: write with encryption-info stores the decrypted content."""
+        if self.decrypt is None:
+            fail("parameter-unsupported", "encrypted content and no decryption key", index)
+        try:
+            return self.decrypt(info, ciphertext)
+        except Exception as exc:  # noqa: BLE001 - wrong key, tampered data: the write fails
+            fail("operation-failed", f"decryption failed: {exc}", index)
+
+    def _dependency_command(self, name: str, context: _Context, index: int, fail) -> None:
+        """Commands on a dependency slot (TD 6): fetch its envelope, check it, process it."""
+        params = context.params[index]
+        if name == "condition-is-dependency":
+            return
+        if name == "directive-fetch":
+            digest: SuitDigest | None = params.get("image-digest")
+            raw = self.installed_manifest(digest) if digest is not None else None
+            if raw is None:
+                uri = params.get("uri")
+                if not uri:
+                    fail("parameter-unsupported", "dependency fetch without a uri", index)
+                if uri.startswith("#"):
+                    raw = self.envelope.integrated_payloads.get(uri)
+                    if raw is None:
+                        fail("operation-failed", f"no integrated dependency {uri!r}", index)
+                else:
+                    try:
+                        raw = self.fetch(uri, params.get("image-size"))
+                    except Exception as exc:  # noqa: BLE001
+                        fail("operation-failed", f"dependency fetch failed: {exc}", index)
+            context.dependencies[index] = raw
+            return
+        dependency = self._checked_dependency(context, index, fail)
+        if name in ("condition-dependency-integrity", "condition-image-match"):
+            return
+        # directive-process-dependency (TD 6.2): an installed dependency has run its sequences
+        # already; installing one from here is beyond this agent.
+        if self.installed_manifest(dependency.computed_digest()) is None:
+            prefix = self.dependencies.get(index)
+            named = format_component_id(prefix) if prefix else f"index {index}"
+            fail(
+                "component-unsupported",
+                f"dependency {named} is not installed; send its manifest first",
+                index,
+            )
+
+    def _checked_dependency(self, context: _Context, index: int, fail) -> Envelope:
+        """TD 6.3 suit-condition-dependency-integrity: digest and signature of the dependency."""
+        raw = context.dependencies.get(index)
+        if raw is None:
+            fail("condition-failed", "the dependency was not fetched", index)
+        try:
+            dependency = parse_envelope(raw)
+        except SuitError as exc:
+            fail("cbor-parse", f"dependency envelope: {exc}", index)
+        digest: SuitDigest | None = context.params[index].get("image-digest")
+        if digest is None:
+            fail("parameter-unsupported", "dependency without image-digest", index)
+        if dependency.computed_digest() != digest:
+            fail("condition-failed", "dependency manifest digest does not match", index)
+        try:
+            self.verify_dependency(dependency)
+        except SuitError as exc:
+            fail("unauthorised", f"dependency: {exc}", index)
+        return dependency
 
     def _image_match(self, context: _Context, index: int, fail) -> None:
         params = context.params[index]

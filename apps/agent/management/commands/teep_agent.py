@@ -34,7 +34,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--init",
             action="store_true",
-            help="create the keys; print the kid and the public key path",
+            help="create the keys; print the kid and the paths of the public keys to register",
         )
         parser.add_argument(
             "--tam-key",
@@ -111,11 +111,16 @@ class Command(BaseCommand):
         if init:
             output["kid"] = agent.kid.hex()
             output["public_key"] = str(agent.public_key_path.resolve())
+            output["encryption_key"] = str(agent.encryption_public_key_path.resolve())
             if not as_json:
                 self.stdout.write(f"kid {output['kid']}")
                 self.stdout.write(f"public key {output['public_key']}")
                 register = f"manage.py register_agent --public-key {output['public_key']}"
                 self.stdout.write(f"register it with: {register}")
+                self.stdout.write(f"encryption key {output['encryption_key']}")
+                self.stdout.write(
+                    "register it (personalization data) in the admin: Device encryption keys"
+                )
         for role, files in (("tam", tam_key), ("signer", signer_key)):
             for path in files:
                 with open(path, "rb") as handle:
