@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -88,6 +87,23 @@ def setup_fleet(agents: int, workdir: Path):
     return fleet
 
 
+def drive(agents, url, stop_at, queue):
+    """One load process: policy checks round-robin over its agents until stop_at."""
+    ok, failed = [], []
+    position = 0
+    while time.time() < stop_at:
+        agent = agents[position % len(agents)]
+        position += 1
+        started = time.perf_counter()
+        result = agent.request_policy_check(url)
+        elapsed = time.perf_counter() - started
+        if result.ok and result.http_statuses == [200, 204]:
+            ok.append(elapsed)
+        else:
+            failed.append(result.error or str(result.http_statuses))
+    queue.put((ok, failed))
+
+
 def crypto_and_cbor_alone(iterations: int) -> float:
     """Seconds of TAM-side wire work per policy check: build+sign the QueryRequest
     (COSE_Sign, ESP256 + Ed25519), parse+verify+decode the QueryResponse."""
@@ -148,32 +164,29 @@ def main():
             if not result.ok:
                 sys.exit(f"warm-up failed: {result.error}")
 
-        latencies, failures = [], []
-        lock = threading.Lock()
-        stop_at = time.monotonic() + args.seconds
-
-        def drive(worker_index):
-            position = worker_index
-            while time.monotonic() < stop_at:
-                agent = fleet[position % len(fleet)]
-                position += args.concurrency
-                started = time.perf_counter()
-                result = agent.request_policy_check(url)
-                elapsed = time.perf_counter() - started
-                with lock:
-                    (latencies if result.ok and result.http_statuses == [200, 204] else failures).append(
-                        elapsed if result.ok else result.error
-                    )
-
-        # One agent per thread at a time: an agent's state folder is not shared between threads.
+        # Load comes from separate processes (one per --concurrency), each driving its own
+        # agents, so the driver's own Python does not serialize on one GIL.
         if args.concurrency > len(fleet):
             sys.exit("--concurrency must not exceed --agents")
-        threads = [threading.Thread(target=drive, args=(i,)) for i in range(args.concurrency)]
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        stop_at = time.time() + args.seconds
+        drivers = [
+            context.Process(target=drive, args=(fleet[i :: args.concurrency], url, stop_at, queue))
+            for i in range(args.concurrency)
+        ]
         began = time.monotonic()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        for process in drivers:
+            process.start()
+        latencies, failures = [], []
+        for _ in drivers:
+            ok, failed = queue.get(timeout=args.seconds + 120)
+            latencies += ok
+            failures += failed
+        for process in drivers:
+            process.join(timeout=30)
         wall = time.monotonic() - began
     finally:
         server.terminate()

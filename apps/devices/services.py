@@ -4,6 +4,8 @@ transaction that holds the device's row lock, and by admin/commands for registra
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -14,8 +16,13 @@ from django.utils.text import slugify
 from apps.audit.services import record_operator_action
 from apps.components.models import ComponentVersion, TrustedComponent
 from apps.devices.models import DeliveryItem, Device, InstalledComponent, SuitReport, Tag
+from apps.personalization import services as personalization
+from apps.policies import services as policies
 from apps.teep.wire import component_ids
 from apps.teep.wire.keys import TeepKey, load_public_key
+from apps.teep.wire.suit import parse_envelope
+
+logger = logging.getLogger(__name__)
 
 # SUIT parameter label of image-digest in system-property-claims (SUIT manifest 11.5).
 SUIT_PARAMETER_IMAGE_DIGEST = 3
@@ -230,79 +237,56 @@ class DuePlan:
     installs: list[ComponentVersion] = field(default_factory=list)
     # (component id key, manifest component id key, version or None, why)
     removals: list[tuple[str, str, ComponentVersion | None, str]] = field(default_factory=list)
+    # component id key -> ids of the queued actions (apps.policies) its delivery carries
+    actions: dict[str, list[int]] = field(default_factory=dict)
+    # (PersonalizationData, envelope encrypted for this device), after the installs (TEEP E.3)
+    personalizations: list = field(default_factory=list)
 
     def __bool__(self):
-        return bool(self.installs or self.removals)
+        return bool(self.installs or self.removals or self.personalizations)
+
+    @property
+    def manifest_list(self) -> list[bytes]:
+        return [bytes(v.envelope) for v in self.installs] + [env for _, env in self.personalizations]
 
 
 def compute_due(device: Device, *, now) -> DuePlan:
-    """Installs: requested components the catalogue has released, and newer released
-    versions of held ones. Removals: manifests the agent lists as unneeded, and versions
-    marked compromised. Nothing is offered again while an earlier Update about the same
-    component is unanswered, nor after MAX delivery failures of the same version."""
+    """What the Update to this device carries: its desired state (policies, overrides,
+    queued actions, compromised versions, what the agent requested or no longer needs)
+    against what it holds. The rule is apps.policies.resolution's docstring."""
+    resolution = policies.resolve_at_contact(device, now=now)
     plan = DuePlan()
-    if device.backoff_until and device.backoff_until > now:
-        return plan
-    held = {row.component_key: row for row in device.installed_components.select_related("version", "component")}
-    in_flight = set(
-        DeliveryItem.objects.filter(
-            device=device, state=DeliveryItem.State.SENT, token__expires_at__gt=now
-        ).values_list("component_key", flat=True)
+    due = [d for d in resolution.decisions if d.due]
+    targets = ComponentVersion.objects.select_related("component").in_bulk(
+        [d.version.pk for d in due if d.action != "remove"]
     )
-    max_failures = settings.TEEP_MAX_DELIVERY_FAILURES
-
-    def too_many_failures(version) -> bool:
-        return (
-            DeliveryItem.objects.filter(
-                device=device, version=version, state=DeliveryItem.State.FAILED, retryable=False
-            ).count()
-            >= max_failures
-        )
-
-    # Compromised versions first: they go whatever else happens (DESIGN.md "Keys"/"SUIT").
-    for key, row in held.items():
-        if row.version is not None and row.version.state == ComponentVersion.State.COMPROMISED:
-            if key not in in_flight:
-                plan.removals.append((key, manifest_key_of(row.component) if row.component else key,
-                                      row.version, "version marked compromised"))
-    removing = {r[0] for r in plan.removals}
-
-    # Unneeded manifests the agent reported (UnrequestTA).
-    for manifest_key in device.unneeded_manifests:
-        component = TrustedComponent.objects.filter(manifest_component_id=manifest_key).first()
-        key = component_key_of(component) if component else manifest_key
-        if key in removing or key in in_flight:
-            continue
-        plan.removals.append((key, manifest_key, held.get(key).version if key in held else None,
-                              "agent reported it unneeded"))
-        removing.add(key)
-
-    def newest_released(component, minimum=None):
-        versions = component.versions.filter(state=ComponentVersion.State.RELEASED)
-        if minimum is not None:
-            versions = versions.filter(sequence_number__gte=minimum)
-        return versions.order_by("-sequence_number").first()
-
-    # Requested components the catalogue has (RequestTA).
-    for request in device.requested_components:
-        key = request["component_key"]
-        if key in removing or key in in_flight or key in held:
-            continue
-        component = component_by_key(key)
-        if component is None:
-            continue
-        version = newest_released(component, request.get("min_sequence_number"))
-        if version is not None and not too_many_failures(version):
-            plan.installs.append(version)
-
-    # Newer released versions of what it holds.
-    for key, row in held.items():
-        if key in removing or key in in_flight or row.component is None or row.sequence_number is None:
-            continue
-        version = newest_released(row.component)
-        if version is not None and version.sequence_number > row.sequence_number and not too_many_failures(version):
-            plan.installs.append(version)
+    for decision in due:
+        if decision.action == "remove":
+            plan.removals.append((decision.component_key, decision.manifest_key, decision.version, decision.reason))
+        else:
+            plan.installs.append(targets[decision.version.pk])
+        if decision.action_ids:
+            plan.actions[decision.component_key] = decision.action_ids
+    if not (device.backoff_until and device.backoff_until > now):
+        _add_personalization(device, plan, now)
     return plan
+
+
+def _add_personalization(device: Device, plan: DuePlan, now) -> None:
+    """Personalization data waiting for this device, encrypted for it now (never before)."""
+    in_flight = set(
+        DeliveryItem.objects.filter(device=device, state=DeliveryItem.State.SENT, token__expires_at__gt=now)
+        .values_list("component_key", flat=True)
+    )
+    for data in personalization.pending_for_device(device):
+        if data.component.component_id in in_flight:
+            continue
+        try:
+            envelope = personalization.build_delivery_envelope(data)
+        except personalization.PersonalizationError as exc:
+            logger.warning("personalization data %s not deliverable yet: %s", data.pk, exc)
+            continue
+        plan.personalizations.append((data, envelope))
 
 
 def record_deliveries(device: Device, token, plan: DuePlan) -> list[DeliveryItem]:
@@ -325,11 +309,29 @@ def record_deliveries(device: Device, token, plan: DuePlan) -> list[DeliveryItem
             component_key=key,
             manifest_key=manifest_key,
             version=version,
-            reason=why,
+            reason=why[:300],
         )
         for key, manifest_key, version, why in plan.removals
     ]
-    return DeliveryItem.objects.bulk_create(items)
+    items += [
+        DeliveryItem(
+            device=device,
+            token=token,
+            kind=DeliveryItem.Kind.INSTALL,
+            component_key=data.component.component_id,
+            manifest_key=data.component.manifest_component_id,
+            manifest_digest=parse_envelope(envelope).digest.value.hex(),
+            reason="personalization data",
+        )
+        for data, envelope in plan.personalizations
+    ]
+    items = DeliveryItem.objects.bulk_create(items)
+    if plan.actions:
+        policies.link_deliveries(items, plan.actions, now=items[0].created_at)
+    if plan.personalizations:
+        carried = items[-len(plan.personalizations):]
+        personalization.mark_delivered([d.pk for d, _ in plan.personalizations], [i.pk for i in carried])
+    return items
 
 
 # --- Settling an Update (TEEP 7.1.2) ---------------------------------------------------------
@@ -349,10 +351,13 @@ def settle_success(device: Device, token, *, now) -> list[DeliveryItem]:
                     "image_digest": item.version.binary_sha256 or "",
                 },
             )
+        elif item.kind == DeliveryItem.Kind.INSTALL:  # personalization data (no catalogue version)
+            personalization.settle_delivery_items([item.pk], True)
         elif item.kind == DeliveryItem.Kind.REMOVE:
             device.installed_components.filter(component_key=item.component_key).delete()
             device.unneeded_manifests = [m for m in device.unneeded_manifests if m != item.manifest_key]
     token.deliveries.update(state=DeliveryItem.State.SUCCEEDED, settled_at=now)
+    policies.settle_succeeded(items, now=now)
     touch_contact(device, now)
     return items
 
@@ -362,13 +367,22 @@ def settle_failure(device: Device, token, *, reason: str, retryable: bool, faile
     """Mark what the Update asked as failed; reasons per manifest digest from SUIT reports.
 
     Never removes or reinstalls anything by itself (DESIGN.md: no automatic destructive
-    action on protocol errors)."""
-    for item in token.deliveries.filter(state=DeliveryItem.State.SENT):
+    action on protocol errors). Queued actions they carried go back to the queue, up to the
+    retry limit (apps.policies.services.settle_failed)."""
+    items = list(token.deliveries.filter(state=DeliveryItem.State.SENT))
+    for item in items:
         item.state = DeliveryItem.State.FAILED
         item.retryable = retryable
         item.reason = failed_digests.get(item.manifest_digest, reason)[:300]
         item.settled_at = now
         item.save(update_fields=["state", "retryable", "reason", "settled_at"])
+    policies.settle_failed(items, now=now)
+    carried_data = [i.pk for i in items if i.kind == DeliveryItem.Kind.INSTALL and i.version_id is None]
+    if carried_data:
+        if retryable:
+            personalization.requeue_delivery_items(carried_data, reason)
+        else:
+            personalization.settle_delivery_items(carried_data, False, reason)
 
 
 def record_agent_error(device: Device, *, code: int, name: str, message: str | None,

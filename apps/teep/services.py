@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.devices.models import DeliveryItem
+from apps.personalization import services as personalization
 from apps.teep.models import TeepToken
 
 # Consumed or expired tokens are kept this long for investigations, then deleted.
@@ -17,9 +18,13 @@ def expire_unanswered_requests(*, now=None) -> dict:
     """Deliveries whose Update was never answered become "expired"; old tokens are deleted.
     Idempotent: running it twice changes nothing the second time."""
     now = now or timezone.now()
-    expired = DeliveryItem.objects.filter(
-        state=DeliveryItem.State.SENT, token__expires_at__lte=now
-    ).update(state=DeliveryItem.State.EXPIRED, settled_at=now, reason="no answer before the token expired")
+    unanswered = DeliveryItem.objects.filter(state=DeliveryItem.State.SENT, token__expires_at__lte=now)
+    unanswered_ids = list(unanswered.values_list("pk", flat=True))
+    expired = DeliveryItem.objects.filter(pk__in=unanswered_ids).update(
+        state=DeliveryItem.State.EXPIRED, settled_at=now, reason="no answer before the token expired"
+    )
+    # Personalization data they carried waits for the next contact again.
+    personalization.requeue_delivery_items(unanswered_ids, "the Update carrying it went unanswered")
     cutoff = now - TOKEN_RETENTION
     deleted, _ = TeepToken.objects.filter(expires_at__lte=cutoff).delete()
     return {"deliveries_expired": expired, "tokens_deleted": deleted}

@@ -20,22 +20,29 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from apps.attestation import services as attestation
+from apps.attestation.appraisal import VerifierUnavailable
 from apps.audit.services import record_exchange
 from apps.devices import services as device_services
 from apps.devices.models import Device
 from apps.teep.models import TeepToken
 from apps.teep.ratelimit import check_rate
 from apps.teep.tam_keys import tam_keys
-from apps.teep.wire import ciphersuites, cose, messages
-from apps.teep.wire.errors import CoseError, SuitError, TeepDecodeError
+from apps.teep.wire import ciphersuites, cose, eat, messages
+from apps.teep.wire.errors import CoseError, SuitError, TeepDecodeError, WireError
+from apps.teep.wire.keys import TeepKey
 from apps.teep.wire.numbering import Numbering
 from apps.teep.wire.suit import parse_report
 
 logger = logging.getLogger(__name__)
 
 TOKEN_BYTES = 32
+# eat_nonce is 8..64 bytes (RFC 9711 4.1), Veraison's nonces too; TEEP allows up to 512.
+CHALLENGE_BYTES = 32
+VERIFIER_RETRY_AFTER_SECONDS = 5
 # What every QueryRequest asks for: the installed components and any SUIT reports (4.2).
 DEFAULT_DATA_ITEMS = messages.TRUSTED_COMPONENTS | messages.SUIT_REPORTS
 
@@ -180,14 +187,14 @@ def process_teep_message(body: bytes, *, numbering: Numbering, source_ip: str | 
         return exchange.drop(f"not a COSE_Sign1/COSE_Sign message: {exc}")
     signature = signed.signatures[0]
     device = _find_device(signed, numbering)
-    if device is None:
-        kid = signature.kid.hex() if signature.kid else "absent"
-        exchange.device_kid = signature.kid.hex() if signature.kid else ""
-        return exchange.drop(f"unknown agent key (kid {kid})")
-    exchange.device_kid = device.kid
-    _check_device_rate(device.kid)
-    if device.state == Device.State.RETIRED:
+    exchange.device_kid = device.kid if device else (signature.kid.hex() if signature.kid else "")
+    if exchange.device_kid:
+        _check_device_rate(exchange.device_kid)
+    if device is not None and device.state == Device.State.RETIRED:
         return exchange.drop("device is retired")
+    if device is None or not _is_trusted(device):
+        # DESIGN.md "Attestation bootstrap", steps 3-4.
+        return _attestation_bootstrap(exchange, signed, device)
 
     # 4.1.2 step 4: the signature, with the key registered for this agent.
     agent_key = device_services.device_public_key(device)
@@ -195,7 +202,7 @@ def process_teep_message(body: bytes, *, numbering: Numbering, source_ip: str | 
         payload = cose.verify(signed, agent_key)
     except CoseError as exc:
         return exchange.drop(f"signature does not verify with the agent's key: {exc}")
-    signing_alg = next((s.alg for s in signed.signatures if s.alg in agent_key.algorithms), agent_key.default_algorithm)
+    signing_alg = _signing_alg(signed, agent_key)
 
     # 4.1.2 step 5: the TEEP message itself.
     try:
@@ -235,15 +242,21 @@ def _find_device(signed, numbering: Numbering) -> Device | None:
 # --- QueryResponse (TEEP 7.1.1) ---------------------------------------------------------------
 
 
-def _handle_query_response(exchange, device, message, signing_alg) -> TamAnswer:
+def _handle_query_response(exchange, device, message, signing_alg, *, attested_challenge=None) -> TamAnswer:
+    """`attested_challenge`: the (already consumed) challenge row when this QueryResponse
+    answered an attestation QueryRequest, which carries no token (TEEP 4.2)."""
     now = timezone.now()
-    if message.token is None:
-        return exchange.drop("QueryResponse without a token (attestation-only exchanges are not enabled)")
-    exchange.detail["token"] = _token_ref(message.token)
+    if message.token is None and attested_challenge is None:
+        return exchange.drop("QueryResponse without a token to a QueryRequest that had one")
+    if message.token is not None:
+        exchange.detail["token"] = _token_ref(message.token)
     reports, report_problem = _parse_reports(message.suit_reports, message.token, device)
     with transaction.atomic():
         device = device_services.lock_device(device.pk)
-        token = _claim_token(message.token, device, (TeepToken.Kind.QUERY_REQUEST,), now)
+        if attested_challenge is not None:
+            token = attested_challenge
+        else:
+            token = _claim_token(message.token, device, (TeepToken.Kind.QUERY_REQUEST,), now)
         if token is None:
             return exchange.drop("unknown, expired or already used token")
         problems = _missing_items(token.data_item_requested, message)
@@ -280,7 +293,7 @@ def _handle_query_response(exchange, device, message, signing_alg) -> TamAnswer:
         items = device_services.record_deliveries(device, update_token, plan)
         update = messages.Update(
             token=update_token_value,
-            manifest_list=[bytes(v.envelope) for v in plan.installs] or None,
+            manifest_list=plan.manifest_list or None,
             unneeded_manifest_list=[
                 _component_id_from_key(manifest_key) for _, manifest_key, _, _ in plan.removals
             ] or None,
@@ -317,6 +330,181 @@ def _parse_reports(raw_reports, token: bytes | None, device) -> tuple[list, str]
             return [], f"suit-reports[{index}] is signed with the TEEP message's own key"
         parsed.append((raw, result))
     return parsed, ""
+
+
+# --- Attestation bootstrap (DESIGN.md; TEEP 7.1.1, 7.1.1.1) --------------------------------
+
+
+def _is_trusted(device: Device) -> bool:
+    """Registered by hand and not required to attest, or attested recently enough."""
+    if device.state == Device.State.UNTRUSTED:
+        return False
+    if device.registration == Device.Registration.MANUAL and not _attestation_required(device):
+        return True
+    return attestation.is_attestation_fresh(device)
+
+
+def _attestation_required(device: Device) -> bool:
+    return settings.TEEP_REQUIRE_ATTESTATION
+
+
+def _signing_alg(signed, key) -> int:
+    return next((s.alg for s in signed.signatures if s.alg in key.algorithms), key.default_algorithm)
+
+
+def _attestation_bootstrap(exchange, signed, device) -> TamAnswer:
+    """An unknown or untrusted agent key: ask for attestation, or appraise what it sent."""
+    numbering = exchange.numbering
+    try:
+        message = messages.decode(signed.payload or b"", numbering)
+    except TeepDecodeError as exc:
+        return exchange.drop(f"invalid TEEP message: {exc}")
+    exchange.type_in = messages.message_type_name(message)
+    if not isinstance(message, messages.QueryResponse):
+        who = "unknown agent key" if device is None else "agent key not trusted (attestation required)"
+        return exchange.drop(f"{who}: {exchange.type_in} refused (kid {exchange.device_kid or 'absent'})")
+    if device is not None:
+        # A registered key whose attestation is stale or failed: its signature is checkable.
+        try:
+            cose.verify(signed, device_services.device_public_key(device))
+        except CoseError as exc:
+            return exchange.drop(f"signature does not verify with the agent's key: {exc}")
+    if message.attestation_payload is None:
+        # Step 3: a QueryRequest with a challenge and the attestation bit. For an unknown key
+        # nothing is authenticated yet, so nothing is recorded and no token is consumed.
+        alg = signed.signatures[0].alg
+        if alg not in cose.DEFAULT_ALLOWED_ALGS:
+            return exchange.drop(f"agent signs with an algorithm the TAM does not accept ({alg})")
+        with transaction.atomic():
+            body, challenge = _issue_challenge_request(numbering, alg, device)
+        exchange.detail["challenge"] = _token_ref(challenge)
+        return exchange.audit(TamAnswer(body, "query-request", "attestation required",
+                                        message_type="query-request"))
+    return _appraise_and_continue(exchange, signed, device, message)
+
+
+def _issue_challenge_request(numbering: Numbering, alg: int, device) -> tuple[bytes, bytes]:
+    """QueryRequest with a 32-byte challenge, the attestation bit and no token (TEEP 4.2),
+    signed with the agent's own suite; the challenge is stored like a token, single use."""
+    challenge = secrets.token_bytes(CHALLENGE_BYTES)
+    bits = messages.ATTESTATION | DEFAULT_DATA_ITEMS
+    request = messages.QueryRequest(
+        challenge=challenge,
+        versions=ciphersuites.SUPPORTED_VERSIONS,
+        supported_teep_cipher_suites=(ciphersuites.suite_for_algorithm(alg),),
+        supported_suit_cose_profiles=ciphersuites.TAM_SUIT_COSE_PROFILES,
+        data_item_requested=bits,
+    )
+    key = tam_keys().signing_key_for(alg)
+    body = cose.sign1(messages.encode(request, numbering), key, alg)
+    TeepToken.objects.create(
+        value=challenge,
+        kind=TeepToken.Kind.CHALLENGE,
+        device=device,
+        numbering=numbering.name,
+        data_item_requested=bits,
+        expires_at=timezone.now() + timedelta(seconds=settings.TEEP_TOKEN_LIFETIME_SECONDS),
+    )
+    return body, challenge
+
+
+def _appraise_and_continue(exchange, signed, device, message) -> TamAnswer:
+    """Step 4: Evidence goes to the Verifier, an Attestation Result is checked here; an
+    affirming result trusts the key and the same QueryResponse goes on to policy."""
+    numbering = exchange.numbering
+    kind = eat.attestation_payload_kind(message.attestation_payload_format)
+    exchange.detail["attestation"] = kind
+    try:
+        if kind == "evidence":
+            evidence = attestation.decrypt_evidence(message.attestation_payload)
+            claims, _ = eat.parse_eat(evidence)
+            agent_key = _agent_key_for(device, claims)
+            nonce = eat.eat_nonce(claims)
+        else:
+            evidence, nonce = message.attestation_payload, None
+            claims, _ = eat.parse_eat(evidence)
+            agent_key = _agent_key_for(device, claims)
+    except WireError as exc:
+        return exchange.drop(f"attestation payload unusable: {exc}")
+    if agent_key is None:
+        return exchange.drop("attestation payload names no key for an unknown agent (cnf without COSE_Key)")
+    kid = signed.signatures[0].kid
+    if kid and kid != agent_key.kid:
+        return exchange.drop("the message's kid is not the attested key (cnf)")
+    try:
+        cose.verify(signed, agent_key)
+    except CoseError as exc:
+        return exchange.drop(f"signature does not verify with the attested key: {exc}")
+    exchange.device_kid = agent_key.kid.hex()
+    alg = _signing_alg(signed, agent_key)
+    now = timezone.now()
+
+    if kind == "evidence":
+        if nonce is None:
+            return exchange.drop("Evidence without eat_nonce: the challenge cannot be checked")
+        challenge = _claim_challenge(nonce, device, now)
+        if challenge is None:
+            return exchange.drop("unknown, expired or already used challenge")
+        try:
+            appraisal = attestation.request_appraisal_and_wait(
+                evidence=evidence, media_type=message.attestation_payload_format or "",
+                challenge=nonce, agent_key=agent_key, device=device,
+                challenge_expires_at=challenge.expires_at,
+            )
+        except VerifierUnavailable:
+            raise TamUnavailable(VERIFIER_RETRY_AFTER_SECONDS, "verifier") from None
+        if appraisal is None:  # still appraising: the agent's retry will find the result
+            exchange.audit(TamAnswer(None, "dropped", "attestation still being appraised: 503"))
+            raise TamUnavailable(VERIFIER_RETRY_AFTER_SECONDS, "verifier")
+    else:
+        challenge = None
+        appraisal = attestation.check_attestation_result(payload=evidence, agent_key=agent_key)
+        attestation.record_appraisal(device or agent_key.kid.hex(), appraisal, agent_key=agent_key)
+
+    exchange.detail["appraisal"] = {"status": appraisal.status, "reasons": appraisal.reasons[:5]}
+    device = Device.objects.filter(kid=agent_key.kid.hex()).first()
+    if not appraisal.affirming:
+        # 7.1.1.1 case 1: the TAM cannot repair the device: ERR_ATTESTATION_REQUIRED.
+        with transaction.atomic():
+            update = messages.Update(
+                token=_issue_update_token(device, numbering, now),
+                err_code=numbering.err_code("ERR_ATTESTATION_REQUIRED"),
+                err_msg=_short(f"attestation {appraisal.status}: {appraisal.reason}", 128),
+            )
+            body = _sign_for_device(update, numbering, alg)
+        return exchange.audit(TamAnswer(body, "update", f"attestation {appraisal.status}", message_type="update"))
+    if device is None:
+        return exchange.drop("affirming result but no device was recorded for the key")
+    if challenge is not None and challenge.device_id is None:
+        TeepToken.objects.filter(pk=challenge.pk).update(device=device)
+    return _handle_query_response(exchange, device, message, alg,
+                                  attested_challenge=challenge or _passport_token(device, numbering, now))
+
+
+def _agent_key_for(device, claims):
+    """The registered key, or for an unknown agent the COSE_Key its EAT confirms (cnf)."""
+    if device is not None:
+        return device_services.device_public_key(device)
+    confirmed = eat.cnf_key_or_kid(claims)
+    return confirmed if isinstance(confirmed, TeepKey) else None
+
+
+def _claim_challenge(value: bytes, device, now) -> TeepToken | None:
+    candidates = TeepToken.objects.filter(value=value, kind=TeepToken.Kind.CHALLENGE).outstanding(now)
+    if device is not None:
+        candidates = candidates.filter(Q(device=device) | Q(device__isnull=True))
+    if candidates.update(consumed_at=now) != 1:
+        return None
+    return TeepToken.objects.get(value=value)
+
+
+def _passport_token(device, numbering, now) -> TeepToken:
+    """A consumed stand-in for the QueryRequest a Passport-model answer replied to, so that
+    the data-items check of 7.1.1 knows what was asked."""
+    return TeepToken.objects.create(
+        value=_new_token_value(), kind=TeepToken.Kind.CHALLENGE, device=device, numbering=numbering.name,
+        data_item_requested=messages.ATTESTATION | DEFAULT_DATA_ITEMS, expires_at=now, consumed_at=now,
+    )
 
 
 # --- Success and Error (TEEP 7.1.2) -----------------------------------------------------------
@@ -448,7 +636,7 @@ def _issue_update_token(device: Device, numbering: Numbering, now) -> bytes:
     request is discarded (TEEP 7.1 allows it)."""
     cap = settings.TEEP_MAX_OUTSTANDING_TOKENS_PER_DEVICE
     outstanding = TeepToken.objects.filter(device=device).outstanding(now).order_by("issued_at")
-    excess = outstanding.count() - cap + 1
+    excess = outstanding.count() - cap + 1 if device is not None else 0
     if excess > 0:
         stale = list(outstanding.values_list("pk", flat=True)[:excess])
         TeepToken.objects.filter(pk__in=stale).update(expires_at=now)

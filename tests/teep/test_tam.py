@@ -180,13 +180,29 @@ def test_expired_token_is_dropped(make_agent, trusted_app):
     assert send(agent, messages.QueryResponse(token=request.token, tc_list=())).dropped
 
 
-def test_unknown_agent_key_is_dropped_and_audited(make_agent):
+def test_unknown_agent_key_gets_a_challenge_and_nothing_is_recorded(make_agent):
     from apps.teep.wire.keys import TeepKey
 
     agent = make_agent()
     agent.key = TeepKey.generate("p256")  # not the registered key
     request = connect(agent)
     answer = send(agent, messages.QueryResponse(token=request.token, tc_list=()))
+    # DESIGN.md bootstrap step 3: a QueryRequest with a challenge and the attestation bit.
+    challenge_request = agent.read(answer.body)
+    assert challenge_request.token is None and len(challenge_request.challenge) == 32
+    assert challenge_request.data_item_requested & messages.ATTESTATION
+    assert cose.parse(answer.body).structure == "COSE_Sign1"
+    # The unauthenticated answer consumed nothing and created nothing.
+    assert TeepToken.objects.get(value=request.token).consumed_at is None
+    assert not Device.objects.filter(kid=agent.key.kid.hex()).exists()
+
+
+def test_unknown_agent_key_success_is_dropped_and_audited(make_agent):
+    from apps.teep.wire.keys import TeepKey
+
+    agent = make_agent()
+    agent.key = TeepKey.generate("p256")
+    answer = send(agent, messages.Success(token=b"t" * 16))
     assert answer.dropped and "unknown agent key" in answer.reason
     event = AuditEvent.objects.filter(outcome="dropped").latest("id")
     assert event.device_kid == agent.key.kid.hex()
