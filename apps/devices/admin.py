@@ -7,6 +7,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from apps.attestation.admin import attestation_history_html
 from apps.audit.models import AuditEvent
 from apps.devices import services
 from apps.devices.forms import RegisterAgentForm
@@ -90,12 +91,13 @@ class DeviceAdmin(admin.ModelAdmin):
         "first_contact_at", "last_contact_at", "backoff_until", "last_error_code", "last_error_name",
         "last_error_msg", "agent_cipher_suites", "agent_versions", "requested_readable",
         "unneeded_readable", "ext_list", "registered_at", "registered_by", "exchange_timeline",
-        "attributes", "due_explanation",
+        "attributes", "due_explanation", "attestation_history", "outstanding_tokens",
     )
     fieldsets = (
         ("Identity", {"fields": ("name", "tags", "kid", "ueid", "registration", "registered_at", "registered_by")}),
         ("Protocol", {"fields": ("state", "numbering", "signing_alg", "selected_version", "first_contact_at",
-                                 "last_contact_at", "backoff_until")}),
+                                 "last_contact_at", "backoff_until", "outstanding_tokens")}),
+        ("Attestation history", {"fields": ("attestation_history",)}),
         ("Last reported", {"fields": ("requested_readable", "unneeded_readable", "ext_list", "attributes")}),
         ("Policy: what is due at the next contact, and why", {"fields": ("due_explanation",)}),
         ("Last error from the agent", {"fields": ("last_error_code", "last_error_name", "last_error_msg",
@@ -128,6 +130,21 @@ class DeviceAdmin(admin.ModelAdmin):
     @admin.display(description="unneeded manifests")
     def unneeded_readable(self, device):
         return ", ".join(readable_component(k) for k in device.unneeded_manifests) or "—"
+
+    @admin.display(description="appraisals (newest first)")
+    def attestation_history(self, device):
+        return attestation_history_html(device)
+
+    @admin.display(description="outstanding requests")
+    def outstanding_tokens(self, device):
+        from django.utils import timezone
+
+        from apps.teep.models import TeepToken
+
+        rows = TeepToken.objects.filter(device=device).outstanding(timezone.now()).order_by("-issued_at")
+        count = rows.count()
+        oldest = rows.last()
+        return f"{count} unanswered" + (f", oldest issued {oldest.issued_at:%Y-%m-%d %H:%M} UTC" if oldest else "")
 
     @admin.display(description="due")
     def due_explanation(self, device):
