@@ -64,6 +64,15 @@ class Command(BaseCommand):
             metavar="COMPONENT",
             help="UnrequestTA: a component (or manifest component id) no longer needed",
         )
+        parser.add_argument(
+            "--attest",
+            action="store_true",
+            help="answer attestation requests with Evidence signed by the simulated TEE's "
+            "attestation key (created in the state folder; register keys/attester.pub.pem "
+            "with the TAM as an attestation key)",
+        )
+        parser.add_argument("--hwmodel", default="tam-portal-simulated-tee", help="EAT hwmodel claim")
+        parser.add_argument("--hwversion", default="1.0", help="EAT hwversion claim")
         parser.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
         parser.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds")
         knobs = parser.add_argument_group("failure simulation")
@@ -104,8 +113,18 @@ class Command(BaseCommand):
             omit_kid=options["omit_kid"],
             legacy_es256=options["es256"],
         )
+        evidence_provider = None
+        if options["attest"]:
+            from apps.agent.attestation import EatEvidenceProvider, load_or_create_attester, ueid_for
+
+            attester = load_or_create_attester(state)
+            evidence_provider = EatEvidenceProvider(
+                attester_key=attester, ueid=ueid_for(attester),
+                hwmodel=options["hwmodel"].encode(), hwversion=options["hwversion"],
+            )
         agent = TeepAgent(
-            state, numbering=numbering, key_type=key_type, behaviour=behaviour, http_timeout=timeout
+            state, numbering=numbering, key_type=key_type, behaviour=behaviour, http_timeout=timeout,
+            evidence_provider=evidence_provider,
         )
         output = {}
         if init:
