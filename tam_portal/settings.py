@@ -9,6 +9,7 @@ Secrets may be given as NAME or, preferably, as NAME_FILE (a path to a file hold
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -56,6 +57,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "apps.audit",
     "apps.components",
     "apps.personalization",
@@ -64,6 +71,8 @@ INSTALLED_APPS = [
     "apps.teep",
     "apps.agent",
     "apps.attestation",
+    "apps.api",
+    "apps.accounts",
 ]
 
 MIDDLEWARE = [
@@ -73,8 +82,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "apps.accounts.middleware.SecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "tam_portal.urls"
@@ -123,6 +136,39 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Rate limits live in the cache: it must be shared (Redis) when several processes serve.
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+
+# --- Authentication (README "Roles"; ENGINEERING.md 3.2 V6) ---------------------------------
+AUTHENTICATION_BACKENDS = [
+    # First: refuses any login attempt while the user/source is locked out.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+# django-axes: lock a user name from one source after AXES_FAILURE_LIMIT wrong passwords,
+# for AXES_COOLOFF_MINUTES. Attempts live in the database (shared by every process).
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+# The source address is REMOTE_ADDR, or the proxy's X-Forwarded-For behind BEHIND_TLS_PROXY.
+if env.bool("BEHIND_TLS_PROXY", default=False):
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+    AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=1)
+else:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+# TOTP second factor (django-otp): required for superusers and the roles listed in
+# apps/accounts/roles.py (security officer, administrator), optional for everybody else.
+# Only the test suite turns enforcement off by default (its admin tests use force_login);
+# the tests of the second factor turn it back on.
+OTP_ENFORCED = env.bool("OTP_ENFORCED", default=not TESTING)
+OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", default="tam-portal")
+LOGIN_URL = "admin:login"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -175,6 +221,8 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 TA_UPLOAD_MAX_BYTES = env.int("TA_UPLOAD_MAX_BYTES", default=64 << 20)
+# Largest CSV export of the audit trail from the admin (the filtered list, streamed).
+AUDIT_EXPORT_MAX_ROWS = env.int("AUDIT_EXPORT_MAX_ROWS", default=100_000)
 
 # --- TEEP / TAM ------------------------------------------------------------------------
 # TAM signing keys: PEM files (P-256 or Ed25519 private keys), the first one signs.
@@ -250,10 +298,35 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- REST framework ---------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Tokens first, so an anonymous API call is answered 401 with WWW-Authenticate: Token.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "apps.api.pagination.Pagination",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "tam-portal management API",
+    "DESCRIPTION": "Devices, the catalogue, the audit trail. The TEEP endpoint (/tam) is not "
+    "part of this API. Authenticate with `Authorization: Token …` or a logged-in session.",
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "PREPROCESSING_HOOKS": ["apps.api.schema.management_api_only"],
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from our static files (drf-spectacular-sidecar): no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Logging: structured enough to grep; never message bodies, keys or tokens ----------
@@ -263,4 +336,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    # django-axes announces itself at every start (stderr of every management command).
+    "loggers": {"axes.apps": {"level": "WARNING"}},
 }

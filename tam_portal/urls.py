@@ -3,6 +3,8 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/", include("apps.accounts.urls")),
+    path("api/v1/", include("apps.api.urls")),
     path("payloads/", include("apps.components.urls")),
     path("", include("apps.teep.urls")),
 ]

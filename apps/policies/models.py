@@ -28,6 +28,10 @@ class DeviceGroup(models.Model):
     name = models.CharField(max_length=150, unique=True)
     description = models.TextField(blank=True)
     all_devices = models.BooleanField(default=False, help_text="every device, whatever its tags")
+    require_attestation = models.BooleanField(
+        default=False,
+        help_text="members registered by hand must still attest (DESIGN.md attestation bootstrap)",
+    )
     tags = models.ManyToManyField(
         "devices.Tag", blank=True, related_name="device_groups", help_text="devices with any of them"
     )

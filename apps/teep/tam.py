@@ -345,7 +345,10 @@ def _is_trusted(device: Device) -> bool:
 
 
 def _attestation_required(device: Device) -> bool:
-    return settings.TEEP_REQUIRE_ATTESTATION
+    """Globally (TEEP_REQUIRE_ATTESTATION), or by a policy group the device belongs to."""
+    from apps.policies.resolution import groups_of
+
+    return settings.TEEP_REQUIRE_ATTESTATION or any(g.require_attestation for g in groups_of(device))
 
 
 def _signing_alg(signed, key) -> int:

@@ -171,3 +171,17 @@ def test_challenge_request_uses_the_agents_suite(newcomer, attester):
     assert challenge_request.supported_teep_cipher_suites == (((18, -19),),)
     assert tam_keys().signing_key_for(-19).kid == signed.signatures[0].kid
     assert timezone.now()  # a clock is all the fixture needs
+
+
+def test_a_policy_group_can_require_attestation_of_registered_devices(make_agent, trusted_app):
+    from apps.devices.models import Tag
+    from apps.policies.models import DeviceGroup
+
+    agent = make_agent()
+    tag = Tag.objects.create(name="payments")
+    agent.device.tags.add(tag)
+    group = DeviceGroup.objects.create(name="payment terminals", require_attestation=True)
+    group.tags.add(tag)
+    request = connect(agent)
+    challenge = agent.read(send(agent, messages.QueryResponse(token=request.token, tc_list=())).body)
+    assert challenge.challenge and challenge.data_item_requested & messages.ATTESTATION

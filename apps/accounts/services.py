@@ -1,0 +1,181 @@
+"""Roles, and the TOTP second factor: enrolment and verification.
+
+The OTP session state is django-otp's (`django_otp.login` marks the session verified;
+`request.user.is_verified()` reads it). Enrolment and failed codes leave audit rows.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+from dataclasses import dataclass, field
+
+import django_otp
+from django.apps import apps as global_apps
+from django.contrib.auth.management import create_permissions
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from apps.accounts import roles
+from apps.audit.services import record_operator_action
+
+TOTP_DEVICE_NAME = "authenticator app"
+
+
+class AccountError(Exception):
+    pass
+
+
+# --- roles ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RoleSync:
+    granted: dict[str, int] = field(default_factory=dict)
+    unmatched: list[str] = field(default_factory=list)
+
+
+def resolve_role_permissions(entries, all_permissions) -> tuple[list, list[str]]:
+    """(permissions matching the role's entries, entries that matched nothing)."""
+    keyed = {f"{p.content_type.app_label}.{p.codename}": p for p in all_permissions}
+    chosen, unmatched = {}, []
+    for entry in entries:
+        hits = [name for name in keyed if fnmatch.fnmatchcase(name, entry)]
+        if not hits:
+            unmatched.append(entry)
+        chosen.update((name, keyed[name]) for name in hits if name not in roles.NEVER_GRANTED)
+    return list(chosen.values()), unmatched
+
+
+def sync_roles(*, apps=global_apps, using: str = DEFAULT_DB_ALIAS) -> RoleSync:
+    """Make each role's group hold exactly the permissions roles.ROLES gives it. Idempotent.
+
+    `apps` is the historical registry inside a migration or post_migrate handler."""
+    # Permissions are normally created after migrate; the roles need them now.
+    for app_config in global_apps.get_app_configs():
+        create_permissions(app_config, verbosity=0, using=using, apps=apps)
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    all_permissions = list(Permission.objects.using(using).select_related("content_type"))
+    result = RoleSync()
+    with transaction.atomic(using=using):
+        for name, entries in roles.ROLES.items():
+            permissions, unmatched = resolve_role_permissions(entries, all_permissions)
+            group, _ = Group.objects.using(using).get_or_create(name=name)
+            group.permissions.set(permissions)
+            result.granted[name] = len(permissions)
+            result.unmatched += [f"{name}: {entry}" for entry in unmatched]
+    return result
+
+
+@transaction.atomic(durable=True)
+def assign_role(user, role: str, *, acting_user, request=None) -> None:
+    """Put the user in the role's group; roles work in the admin, so the user becomes staff."""
+    from django.contrib.auth.models import Group
+
+    if role not in roles.ROLES:
+        raise AccountError(f"unknown role {role!r}; roles: {', '.join(roles.ROLES)}")
+    group, _ = Group.objects.get_or_create(name=role)
+    user.groups.add(group)
+    if not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    record_operator_action(
+        actor=acting_user,
+        action="account.role-assigned",
+        obj=user,
+        after={"role": role},
+        request=request,
+    )
+
+
+def role_names(user) -> set[str]:
+    return set(user.groups.values_list("name", flat=True))
+
+
+# --- second factor -----------------------------------------------------------------------
+
+
+def second_factor_required(user) -> bool:
+    """Superusers and members of the roles in roles.SECOND_FACTOR_REQUIRED."""
+    if not user.is_authenticated:
+        return False
+    if user.is_superuser:
+        return True
+    return user.groups.filter(name__in=roles.SECOND_FACTOR_REQUIRED).exists()
+
+
+def has_confirmed_device(user) -> bool:
+    return django_otp.user_has_device(user, confirmed=True)
+
+
+def pending_totp_device(user) -> TOTPDevice:
+    """The unconfirmed TOTP device being enrolled (one per user, kept across page loads)."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("pk").first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+    return device
+
+
+@transaction.atomic(durable=True)
+def confirm_totp_enrolment(request, token: str) -> TOTPDevice | None:
+    """Confirm the pending device with a code from the app; the session becomes verified."""
+    user = request.user
+    device = (
+        TOTPDevice.objects.select_for_update()
+        .filter(user=user, confirmed=False)
+        .order_by("pk")
+        .first()
+    )
+    if device is None or not device.verify_token(token):
+        record_operator_action(
+            actor=user,
+            action="account.totp-enrol",
+            obj=user,
+            outcome="rejected",
+            reason="wrong code",
+            request=request,
+        )
+        return None
+    device.confirmed = True
+    device.save(update_fields=["confirmed"])
+    record_operator_action(
+        actor=user,
+        action="account.totp-enrol",
+        obj=user,
+        after={"device": device.persistent_id},
+        request=request,
+    )
+    django_otp.login(request, device)
+    return device
+
+
+@transaction.atomic(durable=True)
+def verify_second_factor(request, token: str):
+    """Check a code against the user's confirmed devices (throttled per device by django-otp)."""
+    device = django_otp.match_token(request.user, token)
+    if device is None:
+        record_operator_action(
+            actor=request.user,
+            action="account.totp-verify",
+            obj=request.user,
+            outcome="rejected",
+            reason="wrong code",
+            request=request,
+        )
+        return None
+    django_otp.login(request, device)
+    return device
+
+
+def otpauth_qr_svg(uri: str) -> str | None:
+    """The otpauth:// URI as an inline SVG QR code, or None without the qrcode package."""
+    try:
+        import qrcode
+        import qrcode.image.svg
+    except ImportError:  # optional: the URI alone is enough to enrol
+        return None
+    image = qrcode.make(uri, image_factory=qrcode.image.svg.SvgPathImage, box_size=8)
+    buffer = io.BytesIO()
+    image.save(buffer)
+    return buffer.getvalue().decode()
