@@ -319,9 +319,11 @@ def _missing_items(requested_bits: int, message) -> list[str]:
 def _parse_reports(raw_reports, token: bytes | None, device) -> tuple[list, str]:
     """Parse SUIT reports; each must carry the token as its nonce (4.3, 4.5, 4.6, 7.1.1)."""
     parsed = []
+    # TEEP 8.2: reports may be encrypted to the TAM (ES-DH, "SUIT Report Encryption").
+    decrypt_key = tam_keys().signing_key_for(-9) if raw_reports else None
     for index, raw in enumerate(raw_reports or []):
         try:
-            result = parse_report(raw)
+            result = parse_report(raw, decrypt_key=decrypt_key)
         except SuitError as exc:
             return [], f"suit-reports[{index}] cannot be parsed: {exc}"
         if token is not None and result.report.nonce != token:

@@ -407,3 +407,23 @@ def test_attestation_required_is_answered_only_when_the_tam_has_a_payload(make_a
     answer = send(agent, messages.Error(token=request.token, err_code=CURRENT.err_code("ERR_ATTESTATION_REQUIRED")))
     offered = agent.read(answer.body)
     assert offered.attestation_payload == (tmp_path / "tam-ar.cbor").read_bytes()
+
+
+def test_suit_report_encrypted_to_the_tam_is_decrypted_before_use(make_agent, trusted_app):
+    # TEEP 8.2: an agent SHOULD encrypt its SUIT reports to the TAM (ES-DH + AES-KW).
+    from apps.devices.models import SuitReport
+    from apps.teep.wire.keys import TeepKey
+
+    agent = make_agent()
+    request = connect(agent)
+    update = agent.read(send(agent, messages.QueryResponse(
+        token=request.token, tc_list=(),
+        requested_tc_list=(messages.RequestedTcInfo(component_id=tuple(TA_COMPONENT_ID)),),
+    )).body)
+    envelope = parse_envelope(update.manifest_list[0])
+    report = build_report(manifest_digest=envelope.digest, nonce=update.token,
+                          signing_key=TeepKey.generate("p256"),
+                          encrypt_to=tam_keys().signing_key_for(-9).public())
+    assert send(agent, messages.Success(token=update.token, suit_reports=(report,))).outcome == "nothing-due"
+    stored = SuitReport.objects.get(device=agent.device)
+    assert stored.success is True and stored.manifest_digest == envelope.digest.value.hex()
