@@ -179,6 +179,15 @@ def store_suit_reports(device: Device, message_type: str, parsed_reports) -> Non
     """parsed_reports: (raw bytes, SuitReportResult) pairs from apps.teep.wire.suit."""
     from apps.teep.wire.suit import report_to_json
 
+    if message_type == "query-response" and parsed_reports:
+        # Boot-time reports repeat at every check (TEEP 4.3): keep one row per change, not per check.
+        latest = {}
+        for row in device.suit_reports.filter(message_type="query-response").order_by("-received_at", "-id")[:200]:
+            latest.setdefault(row.manifest_digest, row.success)
+        parsed_reports = [
+            (raw, result) for raw, result in parsed_reports
+            if latest.get(result.report.manifest_digest.value.hex(), "absent") != result.report.success
+        ]
     SuitReport.objects.bulk_create(
         SuitReport(
             device=device,

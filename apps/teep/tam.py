@@ -348,9 +348,14 @@ def _is_trusted(device: Device) -> bool:
 
 def _attestation_required(device: Device) -> bool:
     """Globally (TEEP_REQUIRE_ATTESTATION), or by a policy group the device belongs to."""
+    from apps.policies.models import DeviceGroup
     from apps.policies.resolution import groups_of
 
-    return settings.TEEP_REQUIRE_ATTESTATION or any(g.require_attestation for g in groups_of(device))
+    if settings.TEEP_REQUIRE_ATTESTATION:
+        return True
+    if not DeviceGroup.objects.filter(require_attestation=True).exists():  # the common case: 1 query
+        return False
+    return any(g.require_attestation for g in groups_of(device))
 
 
 def _signing_alg(signed, key) -> int:

@@ -427,3 +427,17 @@ def test_suit_report_encrypted_to_the_tam_is_decrypted_before_use(make_agent, tr
     assert send(agent, messages.Success(token=update.token, suit_reports=(report,))).outcome == "nothing-due"
     stored = SuitReport.objects.get(device=agent.device)
     assert stored.success is True and stored.manifest_digest == envelope.digest.value.hex()
+
+
+def test_repeated_boot_time_reports_are_stored_once(make_agent, trusted_app):
+    from apps.devices.models import SuitReport
+
+    agent = make_agent()
+    install(agent, trusted_app)
+    envelope = parse_envelope(bytes(trusted_app.envelope))
+    for _ in range(3):
+        request = connect(agent)
+        report = build_report(manifest_digest=envelope.digest, nonce=request.token)
+        send(agent, messages.QueryResponse(token=request.token, tc_list=(claims_for(trusted_app),),
+                                           suit_reports=(report,)))
+    assert SuitReport.objects.filter(device=agent.device, message_type="query-response").count() == 1
