@@ -80,7 +80,8 @@ class TrustedComponentAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         from django.db.models import Count
 
-        return super().get_queryset(request).annotate(_version_count=Count("versions"))
+        # An aggregate drops Meta.ordering (GROUP BY): keep paginated lists ordered.
+        return super().get_queryset(request).annotate(_version_count=Count("versions")).order_by("name")
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["form"] = TrustedComponentChangeForm if obj else TrustedComponentAddForm
@@ -246,6 +247,7 @@ class ComponentVersionAdmin(admin.ModelAdmin):
                     "sequence_number",
                     "state",
                     "state_changed_reason",
+                    "compromise_link",
                 )
             },
         ),
@@ -284,6 +286,7 @@ class ComponentVersionAdmin(admin.ModelAdmin):
         "sequence_number",
         "state",
         "state_changed_reason",
+        "compromise_link",
         "delivery",
         "binary_filename",
         "binary_size",
@@ -302,6 +305,16 @@ class ComponentVersionAdmin(admin.ModelAdmin):
     )
 
     # --- columns and read-only fields -------------------------------------------------------
+
+    @admin.display(description="compromise")
+    def compromise_link(self, version):
+        """The compromise response starts from the version; its page checks the permission."""
+        if version.state != ComponentVersion.State.RELEASED:
+            return "—"
+        url = reverse("admin:policies_compromiseresponse_add") + f"?version={version.pk}"
+        return format_html(
+            '<a class="deletelink" href="{}">Mark this version compromised…</a> (security officers)', url
+        )
 
     @admin.display(description="SHA-256", ordering="binary_sha256")
     def digest(self, version):

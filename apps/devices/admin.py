@@ -1,7 +1,8 @@
 """Devices in the admin: read-only state, the exchange timeline, and agent registration."""
 
 from django.contrib import admin, messages
-from django.db.models import Count
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -91,10 +92,11 @@ class DeviceAdmin(admin.ModelAdmin):
         "first_contact_at", "last_contact_at", "backoff_until", "last_error_code", "last_error_name",
         "last_error_msg", "agent_cipher_suites", "agent_versions", "requested_readable",
         "unneeded_readable", "ext_list", "registered_at", "registered_by", "exchange_timeline",
-        "attributes", "due_explanation", "attestation_history", "outstanding_tokens",
+        "attributes", "due_explanation", "attestation_history", "outstanding_tokens", "public_key_pem",
     )
     fieldsets = (
-        ("Identity", {"fields": ("name", "tags", "kid", "ueid", "registration", "registered_at", "registered_by")}),
+        ("Identity and keys", {"fields": ("name", "tags", "kid", "public_key_pem", "ueid", "registration",
+                                          "registered_at", "registered_by")}),
         ("Protocol", {"fields": ("state", "numbering", "signing_alg", "selected_version", "first_contact_at",
                                  "last_contact_at", "backoff_until", "outstanding_tokens")}),
         ("Attestation history", {"fields": ("attestation_history",)}),
@@ -107,7 +109,18 @@ class DeviceAdmin(admin.ModelAdmin):
     inlines = (InstalledComponentInline, QueuedActionInline, DeliveryInline, SuitReportInline)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(_installed=Count("installed_components"))
+        # A correlated count is computed for the page's rows only, not by grouping the whole
+        # fleet (100,000 devices: see bench/dashboard.py and bench/fanout.py).
+        installed = (
+            InstalledComponent.objects.filter(device=OuterRef("pk"))
+            .order_by()
+            .values("device")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return super().get_queryset(request).annotate(
+            _installed=Coalesce(Subquery(installed, output_field=IntegerField()), 0)
+        )
 
     def has_add_permission(self, request):
         return False  # agents are registered through the register view (a service call)
@@ -130,6 +143,12 @@ class DeviceAdmin(admin.ModelAdmin):
     @admin.display(description="unneeded manifests")
     def unneeded_readable(self, device):
         return ", ".join(readable_component(k) for k in device.unneeded_manifests) or "—"
+
+    @admin.display(description="agent signing key")
+    def public_key_pem(self, device):
+        key = services.device_public_key(device)
+        algorithms = ", ".join(str(a) for a in key.algorithms)
+        return format_html("<pre>{}</pre>COSE algorithms {}", key.public_pem().decode(), algorithms)
 
     @admin.display(description="appraisals (newest first)")
     def attestation_history(self, device):

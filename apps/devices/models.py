@@ -131,6 +131,9 @@ class SuitReport(models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
 
+    def __str__(self):
+        return f"SUIT report {self.received_at:%Y-%m-%d %H:%M} ({self.message_type})"
+
 
 class DeliveryItem(models.Model):
     """One thing an Update asked a device to do, settled by its Success or Error."""
@@ -174,3 +177,6 @@ class DeliveryItem(models.Model):
                 name="delivery_state_valid",
             ),
         ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} ({self.get_state_display().lower()})"

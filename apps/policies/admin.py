@@ -26,7 +26,16 @@ from apps.policies.models import (
 
 
 class AuditedAdmin(admin.ModelAdmin):
+    """Every change is audited; `created_by` is the user who added the object, never a choice."""
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        has_creator = any(f.name == "created_by" for f in self.model._meta.get_fields())
+        return fields + ("created_by",) if has_creator and "created_by" not in fields else fields
+
     def save_model(self, request, obj, form, change):
+        if not change and hasattr(obj, "created_by_id") and obj.created_by_id is None:
+            obj.created_by = request.user
         super().save_model(request, obj, form, change)
         services.record_policy_change(obj, actor=request.user, change="change" if change else "add",
                                       request=request)

@@ -411,3 +411,18 @@ def test_adding_a_second_key_to_a_signer(
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert example_signer.keys.count() == 2
     assert AuditEvent.objects.filter(action="signer.key-add").exists()
+
+
+def test_released_version_page_links_to_the_compromise_confirmation(admin_client, example_component):
+    from django.core.files.base import ContentFile
+    from django.urls import reverse
+
+    from apps.components import services
+
+    released_version = services.upload_binary(
+        component=example_component, binary_file=ContentFile(b"ta", name="ta.bin"), version_label="1",
+        sequence_number=1, actor=None, release=True,
+    )
+    page = admin_client.get(reverse("admin:components_componentversion_change", args=[released_version.pk]))
+    target = reverse("admin:policies_compromiseresponse_add") + f"?version={released_version.pk}"
+    assert target in page.content.decode()

@@ -70,6 +70,7 @@ def test_device_page_shows_components_and_exchange_timeline(admin_client):
     html = page.content.decode()
     assert device.kid in html and "Installed components" in html
     assert "Attestation history" in html and "0 unanswered" in html
+    assert "BEGIN PUBLIC KEY" in html
     assert "unknown, expired or already used token" in html
     listing = admin_client.get(reverse("admin:devices_device_changelist"))
     assert "kiosk" in listing.content.decode()
