@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "apps.attestation",
     "apps.api",
     "apps.accounts",
+    "apps.dashboard",
 ]
 
 MIDDLEWARE = [

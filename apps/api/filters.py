@@ -9,6 +9,7 @@ from django_filters.fields import IsoDateTimeField
 from apps.audit.models import AuditEvent
 from apps.components.models import ComponentVersion
 from apps.devices.models import Device
+from apps.policies.models import QueuedAction
 
 
 class UtcIsoDateTimeField(IsoDateTimeField):
@@ -58,3 +59,19 @@ class AuditEventFilter(django_filters.FilterSet):
     class Meta:
         model = AuditEvent
         fields = ["kind", "outcome"]
+
+
+class QueuedActionFilter(django_filters.FilterSet):
+    open = django_filters.BooleanFilter(method="filter_open", help_text="queued or delivered")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = QueuedAction
+        fields = ["device", "component", "version", "kind", "state", "compromise"]
+
+    def filter_open(self, queryset, name, value):
+        if value is None:
+            return queryset
+        condition = {"state__in": QueuedAction.OPEN_STATES}
+        return queryset.filter(**condition) if value else queryset.exclude(**condition)

@@ -2,15 +2,23 @@
 only parse input for one service call."""
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.audit.models import AuditEvent
 from apps.components.forms import decode_binary_or_hex
 from apps.components.models import ComponentVersion, TCSigner, TrustedComponent
 from apps.components.services import ENVELOPE_MAX_BYTES
-from apps.devices.models import Device
+from apps.devices.models import Device, Tag
+from apps.policies.models import (
+    AttributeRule,
+    CompromiseResponse,
+    DeviceGroup,
+    Policy,
+    QueuedAction,
+)
 
-MAX_SEQUENCE_NUMBER = (1 << 63) - 1
+MAX_SEQUENCE_NUMBER = (1 << 63) - 1  # also the largest id (bigint)
 
 
 # --- devices -------------------------------------------------------------------------------
@@ -162,6 +170,242 @@ class ReasonSerializer(serializers.Serializer):
 
 class RequiredReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=2000)
+
+
+# --- policies ------------------------------------------------------------------------------
+
+
+class AttributeRuleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AttributeRule
+        fields = ["attribute", "operator", "value"]
+
+
+class TagNamesField(serializers.ListField):
+    """Tags by name: read from the relation, written as a list of slugs."""
+
+    child = serializers.SlugField(max_length=64)
+
+    def to_representation(self, tags):
+        return [tag.name for tag in tags.all()]
+
+
+class DeviceGroupSerializer(serializers.ModelSerializer):
+    """A group with its tags (by name, created when new) and attribute rules. Writing `rules`
+    replaces every rule of the group."""
+
+    tags = TagNamesField(
+        required=False,
+        max_length=100,
+        help_text="devices with any of these tags (names; created when new)",
+    )
+    rules = AttributeRuleSerializer(many=True, required=False, max_length=50)
+    policies = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = DeviceGroup
+        fields = [
+            "id",
+            "name",
+            "description",
+            "all_devices",
+            "require_attestation",
+            "tags",
+            "rules",
+            "policies",
+            "created_at",
+        ]
+        read_only_fields = ["id", "policies", "created_at"]
+
+    def save(self, **kwargs):
+        tags = self.validated_data.pop("tags", None)
+        rules = self.validated_data.pop("rules", None)
+        group = super().save(**kwargs)
+        if tags is not None:
+            group.tags.set([Tag.objects.get_or_create(name=name)[0] for name in tags])
+        if rules is not None:
+            group.rules.all().delete()
+            AttributeRule.objects.bulk_create(AttributeRule(group=group, **rule) for rule in rules)
+        return group
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    group_name = serializers.CharField(source="group.name", read_only=True)
+    component_name = serializers.CharField(source="component.name", read_only=True)
+    version_label = serializers.CharField(
+        source="version.version_label", read_only=True, default=None
+    )
+
+    class Meta:
+        model = Policy
+        fields = [
+            "id",
+            "group",
+            "group_name",
+            "component",
+            "component_name",
+            "effect",
+            "version",
+            "version_label",
+            "note",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def validate(self, data):
+        component = data.get("component", getattr(self.instance, "component", None))
+        version = data.get("version", getattr(self.instance, "version", None))
+        if version is not None and component is not None and version.component_id != component.pk:
+            raise serializers.ValidationError(
+                {"version": f"{version} is not a version of {component}."}
+            )
+        return data
+
+
+class QueuedActionSerializer(serializers.ModelSerializer):
+    device_name = serializers.CharField(source="device.__str__", read_only=True)
+    component_name = serializers.CharField(source="component.name", read_only=True)
+    version_label = serializers.CharField(
+        source="version.version_label", read_only=True, default=None
+    )
+
+    class Meta:
+        model = QueuedAction
+        fields = [
+            "id",
+            "device",
+            "device_name",
+            "component",
+            "component_name",
+            "version",
+            "version_label",
+            "kind",
+            "state",
+            "attempts",
+            "reason",
+            "compromise",
+            "delivery",
+            "created_at",
+            "delivered_at",
+            "settled_at",
+        ]
+        read_only_fields = fields
+
+
+class QueueActionSerializer(serializers.Serializer):
+    """Queue an install, update or removal for one device or every device of one group."""
+
+    kind = serializers.ChoiceField(choices=QueuedAction.Kind.choices)
+    component = serializers.PrimaryKeyRelatedField(queryset=TrustedComponent.objects.all())
+    version = serializers.PrimaryKeyRelatedField(
+        queryset=ComponentVersion.objects.all(),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="install/update: empty = latest released; remove: empty = whatever it holds",
+    )
+    device = serializers.PrimaryKeyRelatedField(
+        queryset=Device.objects.all(), required=False, allow_null=True, default=None
+    )
+    group = serializers.PrimaryKeyRelatedField(
+        queryset=DeviceGroup.objects.all(), required=False, allow_null=True, default=None
+    )
+    reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+
+    def validate(self, data):
+        if (data["device"] is None) == (data["group"] is None):
+            raise serializers.ValidationError("Give one device or one group.")
+        return data
+
+
+class QueuedCountSerializer(serializers.Serializer):
+    queued = serializers.IntegerField(
+        help_text="actions queued (a device that has the same one open keeps it)"
+    )
+
+
+class CancelActionsSerializer(serializers.Serializer):
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_SEQUENCE_NUMBER),
+        min_length=1,
+        max_length=10000,
+    )
+
+
+class CancelledCountSerializer(serializers.Serializer):
+    cancelled = serializers.IntegerField(
+        help_text="actions cancelled (delivered or settled ones are not)"
+    )
+
+
+class CompromiseProgressSerializer(serializers.Serializer):
+    total = serializers.IntegerField(help_text="devices with a removal queued")
+    not_contacted = serializers.IntegerField()
+    pending = serializers.IntegerField(help_text="contacted: removal due or awaiting the answer")
+    removed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+    fanout_finished = serializers.BooleanField()
+
+
+class CompromiseResponseSerializer(serializers.ModelSerializer):
+    version_label = serializers.CharField(source="version.version_label", read_only=True)
+    component = serializers.IntegerField(source="version.component_id", read_only=True)
+    component_name = serializers.CharField(source="version.component.name", read_only=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CompromiseResponse
+        fields = [
+            "id",
+            "version",
+            "version_label",
+            "component",
+            "component_name",
+            "reason",
+            "marked_at",
+            "marked_by_name",
+            "holders_at_mark",
+            "fanout_finished_at",
+            "progress",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(CompromiseProgressSerializer)
+    def get_progress(self, response):
+        from apps.policies.services import compromise_progress
+
+        return compromise_progress(response)
+
+
+class MarkCompromisedSerializer(serializers.Serializer):
+    version = serializers.PrimaryKeyRelatedField(queryset=ComponentVersion.objects.all())
+    reason = serializers.CharField(
+        max_length=2000, help_text="recorded in the audit trail (e.g. the advisory)"
+    )
+
+
+class CompromisePreviewQuerySerializer(serializers.Serializer):
+    version = serializers.PrimaryKeyRelatedField(queryset=ComponentVersion.objects.all())
+
+
+class PolicyFixSerializer(serializers.Serializer):
+    policy = serializers.IntegerField()
+    group = serializers.CharField()
+    installs = serializers.IntegerField(
+        allow_null=True, help_text="the version installed instead, if any"
+    )
+    effect = serializers.CharField()
+
+
+class CompromisePreviewSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    holders = serializers.IntegerField(help_text="devices known to hold the version")
+    already = serializers.BooleanField(help_text="the version is already marked compromised")
+    fixes = PolicyFixSerializer(
+        many=True, help_text="what each policy requiring the component will do"
+    )
 
 
 # --- audit ---------------------------------------------------------------------------------

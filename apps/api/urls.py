@@ -14,12 +14,13 @@ router.register("devices", views.DeviceViewSet, basename="device")
 router.register("components", views.TrustedComponentViewSet, basename="component")
 router.register("versions", views.ComponentVersionViewSet, basename="version")
 router.register("audit", views.AuditEventViewSet, basename="audit")
+router.register("device-groups", views.DeviceGroupViewSet, basename="device-group")
+router.register("policies", views.PolicyViewSet, basename="policy")
+router.register("queued-actions", views.QueuedActionViewSet, basename="queued-action")
+router.register("compromise", views.CompromiseViewSet, basename="compromise")
 
 urlpatterns = [
     path("", include(router.urls)),
-    path("policies/", views.PoliciesView.as_view(), name="policies"),
-    path("queued-actions/", views.QueuedActionsView.as_view(), name="queued-actions"),
-    path("compromise/", views.CompromiseView.as_view(), name="compromise"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]

@@ -1,17 +1,22 @@
 """The management API (/api/v1/): thin views that parse, authorize (ActionPermissions), call
-one service and render. Domain refusals (CatalogueError, DeviceError) become 400 with the
-service's message."""
+one service and render. Domain refusals (CatalogueError, DeviceError, PolicyError) become 400
+with the service's message."""
 
+from django.db import transaction
 from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.api import serializers as s
-from apps.api.filters import AuditEventFilter, ComponentVersionFilter, DeviceFilter
+from apps.api.filters import (
+    AuditEventFilter,
+    ComponentVersionFilter,
+    DeviceFilter,
+    QueuedActionFilter,
+)
 from apps.api.pagination import AuditCursorPagination
 from apps.api.permissions import ActionPermissions
 from apps.audit.models import AuditEvent
@@ -19,8 +24,10 @@ from apps.components import services as catalogue
 from apps.components.models import ComponentVersion, TCSigner, TrustedComponent
 from apps.devices import services as devices
 from apps.devices.models import Device, Tag
+from apps.policies import services as policies
+from apps.policies.models import CompromiseResponse, DeviceGroup, Policy, QueuedAction
 
-DOMAIN_ERRORS = (catalogue.CatalogueError, devices.DeviceError)
+DOMAIN_ERRORS = (catalogue.CatalogueError, devices.DeviceError, policies.PolicyError)
 REFUSED = OpenApiResponse(s.ErrorSerializer, description="refused: the message says why")
 
 
@@ -220,67 +227,215 @@ class AuditEventViewSet(ManagementApiMixin, viewsets.ReadOnlyModelViewSet):
         return AuditEvent.objects.all()
 
 
-# --- Placeholders: the URL layout of the policy work, wired when apps.policies lands ----------
-
-NOT_YET = OpenApiResponse(s.ErrorSerializer, description="not implemented yet")
+# --- policies ------------------------------------------------------------------------------
 
 
-class PlaceholderView(ManagementApiMixin, APIView):
-    """Reserved route: authorizes like the final endpoint, then answers 501."""
+class AuditedModelViewSet(ManagementApiMixin, viewsets.ModelViewSet):
+    """CRUD of policy objects, each save with its audit row in the same transaction (the
+    admin's AuditedAdmin does the same through policies.services.record_policy_change)."""
 
-    planned = ""
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
-    def not_yet(self):
-        return Response(
-            {"detail": f"Not implemented yet: {self.planned}", "field": None},
-            status=status.HTTP_501_NOT_IMPLEMENTED,
+    def perform_create(self, serializer):
+        with transaction.atomic():
+            obj = serializer.save(created_by=self.request.user)
+            policies.record_policy_change(
+                obj, actor=self.request.user, change="add", request=self.request
+            )
+
+    def perform_update(self, serializer):
+        with transaction.atomic():
+            before = {"repr": str(serializer.instance)}
+            obj = serializer.save()
+            policies.record_policy_change(
+                obj, actor=self.request.user, change="change", request=self.request, before=before
+            )
+
+    def perform_destroy(self, instance):
+        with transaction.atomic():
+            policies.record_policy_change(
+                instance,
+                actor=self.request.user,
+                change="delete",
+                request=self.request,
+                before={"repr": str(instance)},
+            )
+            instance.delete()
+
+
+def _crud_permissions(model: str) -> dict[str, list[str]]:
+    view, add, change, delete = (
+        f"policies.{verb}_{model}" for verb in ("view", "add", "change", "delete")
+    )
+    return {
+        "list": [view],
+        "retrieve": [view],
+        "create": [add],
+        "update": [change],
+        "partial_update": [change],
+        "destroy": [delete],
+    }
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Device groups (by tags and attribute rules)"),
+    retrieve=extend_schema(summary="One device group"),
+    create=extend_schema(summary="Create a device group"),
+    update=extend_schema(summary="Replace a device group (its rules too, when given)"),
+    partial_update=extend_schema(summary="Change a device group"),
+    destroy=extend_schema(summary="Delete a device group and its policies"),
+)
+class DeviceGroupViewSet(AuditedModelViewSet):
+    serializer_class = s.DeviceGroupSerializer
+    search_fields = ["name", "description"]
+    ordering_fields = ["name", "created_at"]
+    action_permissions = _crud_permissions("devicegroup")
+
+    def get_queryset(self):
+        return DeviceGroup.objects.prefetch_related(
+            Prefetch("tags", queryset=Tag.objects.only("name")),
+            "rules",
+            Prefetch("policies", queryset=Policy.objects.only("id", "group_id")),
+        ).order_by("name")
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Policies: device group -> component, required or forbidden"),
+    retrieve=extend_schema(summary="One policy"),
+    create=extend_schema(summary="Create a policy (one per group and component)"),
+    update=extend_schema(summary="Replace a policy"),
+    partial_update=extend_schema(summary="Change a policy"),
+    destroy=extend_schema(summary="Delete a policy"),
+)
+class PolicyViewSet(AuditedModelViewSet):
+    serializer_class = s.PolicySerializer
+    filterset_fields = ["group", "component", "effect", "version"]
+    ordering_fields = ["created_at", "updated_at"]
+    action_permissions = _crud_permissions("policy")
+
+    def get_queryset(self):
+        return Policy.objects.select_related("group", "component", "version").order_by(
+            "group__name", "component__name"
         )
 
 
-def _answer_not_yet(method: str):
-    # A new function per view: extend_schema annotates the function object itself.
-    def handler(self, request, *args, **kwargs):
-        return self.not_yet()
-
-    handler.__name__ = method
-    return handler
-
-
-def placeholder(summary: str, planned: str, get_perms, post_perms=None):
-    methods = {"get": get_perms} | ({"post": post_perms} if post_perms else {})
-    decorated = extend_schema(
-        summary=f"{summary} (planned)", description=planned, request=None, responses={501: NOT_YET}
-    )
-    attrs = {
-        "planned": planned,
-        "action_permissions": methods,
-        "http_method_names": [*methods, "options"],
+@extend_schema_view(
+    list=extend_schema(summary="Queued installs, updates and removals"),
+    retrieve=extend_schema(summary="One queued action"),
+    create=extend_schema(
+        summary="Queue an install, update or removal for one device or a group's devices",
+        request=s.QueueActionSerializer,
+        responses={201: s.QueuedCountSerializer, 400: REFUSED},
+    ),
+)
+class QueuedActionViewSet(
+    ManagementApiMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
+):
+    serializer_class = s.QueuedActionSerializer
+    filterset_class = QueuedActionFilter
+    ordering_fields = ["created_at", "settled_at"]
+    action_permissions = {
+        "list": ["policies.view_queuedaction"],
+        "retrieve": ["policies.view_queuedaction"],
+        "create": ["policies.add_queuedaction"],
+        "cancel": ["policies.change_queuedaction"],
     }
-    for method in methods:
-        attrs[method] = decorated(_answer_not_yet(method))
-    return type(f"Placeholder{summary.title().replace(' ', '')}View", (PlaceholderView,), attrs)
+
+    def get_queryset(self):
+        return QueuedAction.objects.select_related("device", "component", "version").order_by(
+            "-created_at", "-id"
+        )
+
+    def create(self, request, *args, **kwargs):
+        form = s.QueueActionSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        queued = policies.queue_action(
+            actor=request.user,
+            component=data["component"],
+            kind=data["kind"],
+            version=data["version"],
+            device=data["device"],
+            group=data["group"],
+            reason=data["reason"],
+            request=request,
+        )
+        return Response({"queued": queued}, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Cancel queued actions (those already delivered or settled are left alone)",
+        request=s.CancelActionsSerializer,
+        responses={200: s.CancelledCountSerializer, 400: REFUSED},
+    )
+    @action(detail=False, methods=["post"], parser_classes=[JSONParser])
+    def cancel(self, request):
+        form = s.CancelActionsSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        cancelled = policies.cancel_actions(
+            form.validated_data["ids"], actor=request.user, request=request
+        )
+        return Response({"cancelled": cancelled})
 
 
-PoliciesView = placeholder(
-    "policies",
-    "GET lists policies (device group -> component, install/remove/pin), POST creates one; "
-    "/api/v1/policies/{id}/ reads, updates and deletes one (apps.policies services).",
-    ["policies.view_policy"],
-    ["policies.add_policy"],
+@extend_schema_view(
+    list=extend_schema(summary="Compromise responses, newest first, with their removal progress"),
+    retrieve=extend_schema(summary="One compromise response and its progress"),
+    create=extend_schema(
+        summary="Mark a version compromised: forbidden everywhere, removal queued for its holders",
+        request=s.MarkCompromisedSerializer,
+        responses={201: s.CompromiseResponseSerializer, 400: REFUSED},
+    ),
 )
-QueuedActionsView = placeholder(
-    "queued actions",
-    "GET lists queued actions (filter by device, component version, state); POST queues one "
-    "(policies.services.queue_action); POST /api/v1/queued-actions/cancel/ cancels a list of ids "
-    "(policies.services.cancel_actions).",
-    ["policies.view_queuedaction"],
-    ["policies.add_queuedaction"],
-)
-CompromiseView = placeholder(
-    "compromise",
-    "GET lists compromise responses with their fan-out progress; POST {version, reason} marks a "
-    "version compromised (policies.services.mark_compromised); GET /api/v1/compromise/preview/"
-    "?version=ID shows the devices affected first (policies.services.compromise_preview).",
-    ["policies.view_compromiseresponse"],
-    ["components.mark_compromised"],
-)
+class CompromiseViewSet(ManagementApiMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = s.CompromiseResponseSerializer
+    filterset_fields = ["version"]
+    ordering_fields = ["marked_at"]
+    action_permissions = {
+        "list": ["policies.view_compromiseresponse"],
+        "retrieve": ["policies.view_compromiseresponse"],
+        "preview": ["components.mark_compromised"],
+        "create": ["components.mark_compromised"],
+    }
+
+    def get_queryset(self):
+        return CompromiseResponse.objects.select_related("version__component").order_by(
+            "-marked_at", "-id"
+        )
+
+    def create(self, request, *args, **kwargs):
+        form = s.MarkCompromisedSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        response = policies.mark_compromised(
+            form.validated_data["version"],
+            actor=request.user,
+            reason=form.validated_data["reason"],
+            request=request,
+        )
+        return Response(self.get_serializer(response).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="What marking a version compromised would do (devices holding it, policies' fixes)",
+        parameters=[s.CompromisePreviewQuerySerializer],
+        responses={200: s.CompromisePreviewSerializer, 400: REFUSED},
+    )
+    @action(detail=False, methods=["get"])
+    def preview(self, request):
+        form = s.CompromisePreviewQuerySerializer(data=request.query_params)
+        form.is_valid(raise_exception=True)
+        preview = policies.compromise_preview(form.validated_data["version"])
+        return Response(
+            {
+                "version": preview["version"].pk,
+                "holders": preview["holders"],
+                "already": preview["already"],
+                "fixes": [
+                    {
+                        "policy": policy.pk,
+                        "group": policy.group.name,
+                        "installs": installs.pk if installs else None,
+                        "effect": effect,
+                    }
+                    for policy, installs, effect in preview["fixes"]
+                ],
+            }
+        )

@@ -92,14 +92,6 @@ def test_session_users_get_the_same_answers(objects, role):
 
 
 @pytest.mark.django_db
-def test_placeholders_answer_501_to_permitted_roles(objects):
-    client, _ = token_client(S)
-    for url in ("/api/v1/policies/", "/api/v1/queued-actions/", "/api/v1/compromise/"):
-        response = client.get(url)
-        assert response.status_code == 501 and "Not implemented yet" in response.json()["detail"]
-
-
-@pytest.mark.django_db
 @pytest.mark.parametrize("method", ["put", "patch", "delete"])
 @pytest.mark.parametrize(
     "url",
