@@ -8,11 +8,11 @@ encrypted to the TAM (TEEP 8.2, "EAT Encryption").
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from apps.agent.agent import AttestationEvidence, AttestationRequest
+from apps.agent.state import _write_atomic
 from apps.attestation.evidence import make_evidence
 from apps.teep.wire.keys import TeepKey
 
@@ -50,11 +50,8 @@ def load_or_create_attester(state_dir: Path | str) -> TeepKey:
     if path.exists():
         return TeepKey.from_pem(path.read_bytes())
     key = TeepKey.generate("p256")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key.private_pem())
-    (path.parent / "attester.pub.pem").write_bytes(key.public_pem())
+    _write_atomic(path, key.private_pem(), mode=0o600)
+    _write_atomic(path.parent / "attester.pub.pem", key.public_pem())
     return key
 
 

@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from tam_portal.devkeys import create_private_file
+
 KEY_BYTES = 32
 NONCE_BYTES = 12
 DEVELOPMENT_KEY_FILE = "data-encryption.key"
@@ -79,12 +81,7 @@ def ensure_development_key(key_dir: Path) -> Path:
     key_dir.mkdir(parents=True, exist_ok=True)
     path = key_dir / DEVELOPMENT_KEY_FILE
     if not path.exists():
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it first
-            return path
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(base64.b64encode(os.urandom(KEY_BYTES)) + b"\n")
+        create_private_file(path, base64.b64encode(os.urandom(KEY_BYTES)) + b"\n")
     return path
 
 

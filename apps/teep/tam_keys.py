@@ -8,7 +8,6 @@ TAM_GENERATE_DEVELOPMENT_KEYS (on with DEBUG), missing keys are created in TAM_K
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from apps.teep.wire.keys import TeepKey
+from tam_portal.devkeys import create_private_file
 
 DEVELOPMENT_KEY_FILES = {"p256": "tam-esp256.pem", "ed25519": "tam-ed25519.pem"}
 
@@ -47,10 +47,7 @@ def ensure_development_keys(key_dir: Path) -> list[Path]:
     for kind, filename in DEVELOPMENT_KEY_FILES.items():
         path = key_dir / filename
         if not path.exists():
-            pem = TeepKey.generate(kind).private_pem()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(pem)
+            create_private_file(path, TeepKey.generate(kind).private_pem())
         paths.append(path)
     return paths
 
