@@ -328,6 +328,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a "kind" field with different choices: name each enum.
+    "ENUM_NAME_OVERRIDES": {
+        "AuditEventKindEnum": "apps.audit.models.AuditEvent.Kind",
+        "QueuedActionKindEnum": "apps.policies.models.QueuedAction.Kind",
+        "DeliveryItemKindEnum": "apps.devices.models.DeliveryItem.Kind",
+    },
 }
 
 # --- Logging: structured enough to grep; never message bodies, keys or tokens ----------
