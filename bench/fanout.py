@@ -143,9 +143,13 @@ def measure(size, exchanges):
     tam.process_teep_message(agent.sign(messages.Success(token=update.token)), numbering=agent.numbering)
     progress = services.compromise_progress(response)
 
+    from tests.accounts.helpers import confirmed_totp_device, mark_session_verified
+
     user = get_user_model().objects.create_superuser("bench", password="bench-password-123")
     client = Client()
     client.force_login(user)
+    # Superusers must pass the second factor (apps.accounts): mark this session as having done so.
+    mark_session_verified(client, confirmed_totp_device(user))
     list_url = reverse("admin:devices_device_changelist")
     page_url = reverse("admin:devices_device_change", args=[device.pk])
     assert client.get(list_url).status_code == 200
