@@ -1,6 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
+admin.site.site_header = "tam-portal: Trusted Application Manager"
+admin.site.site_title = "tam-portal"
+admin.site.index_title = "Fleet overview"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("apps.accounts.urls")),
