@@ -120,17 +120,18 @@ def record_reported_state(
     if tc_list is not None:
         reported = reported_components_from_tc_list(tc_list)
         existing = {row.component_key: row for row in device.installed_components.all()}
-        keep = set()
+        keys = {item.component_key for item in reported}
+        # Two queries for the whole tc-list: the components, and their versions by digest.
+        components = {c.component_id: c for c in TrustedComponent.objects.filter(component_id__in=keys)}
+        by_digest = {}
+        for version in ComponentVersion.objects.filter(
+            component__in=components.values(),
+            binary_sha256__in={item.image_digest for item in reported if item.image_digest},
+        ).defer("envelope").order_by("sequence_number"):
+            by_digest[(version.component_id, version.binary_sha256)] = version  # highest wins
         for item in reported:
-            keep.add(item.component_key)
-            component = component_by_key(item.component_key)
-            version = None
-            if component is not None and item.image_digest:
-                version = (
-                    component.versions.filter(binary_sha256=item.image_digest)
-                    .order_by("-sequence_number")
-                    .first()
-                )
+            component = components.get(item.component_key)
+            version = by_digest.get((component.pk, item.image_digest)) if component else None
             row = existing.get(item.component_key)
             if row is None:
                 InstalledComponent.objects.create(
@@ -141,14 +142,18 @@ def record_reported_state(
                     sequence_number=version.sequence_number if version else None,
                     image_digest=item.image_digest,
                 )
-            elif version is not None or item.image_digest != row.image_digest:
-                # A digest we cannot match keeps what a settled Update told us, if anything.
-                row.component = component
-                if version is not None or item.image_digest:
-                    row.version = version
-                    row.sequence_number = version.sequence_number if version else None
-                row.image_digest = item.image_digest
-                row.save()
+                continue
+            # A report without a digest keeps what a settled Update told us; write only changes.
+            wanted = {"component_id": component.pk if component else None, "image_digest": item.image_digest}
+            if version is not None or item.image_digest:
+                wanted.update(version_id=version.pk if version else None,
+                              sequence_number=version.sequence_number if version else None)
+            changed = [name for name, value in wanted.items() if getattr(row, name) != value]
+            if changed:
+                for name in changed:
+                    setattr(row, name, wanted[name])
+                row.save(update_fields=[n.removesuffix("_id") for n in changed] + ["updated_at"])
+        keep = keys
         device.installed_components.exclude(component_key__in=keep).delete()
     device.requested_components = [
         {
@@ -217,10 +222,6 @@ def summarize_report(result) -> str:
 
 
 # --- Catalogue look-ups by the keys devices report -----------------------------------------
-
-
-def component_by_key(key: str) -> TrustedComponent | None:
-    return TrustedComponent.objects.filter(component_id=key).first()
 
 
 def component_key_of(component: TrustedComponent) -> str:

@@ -441,3 +441,13 @@ def test_repeated_boot_time_reports_are_stored_once(make_agent, trusted_app):
         send(agent, messages.QueryResponse(token=request.token, tc_list=(claims_for(trusted_app),),
                                            suit_reports=(report,)))
     assert SuitReport.objects.filter(device=agent.device, message_type="query-response").count() == 1
+
+
+def test_a_steady_state_check_does_not_rewrite_what_the_device_holds(make_agent, trusted_app):
+    agent = make_agent()
+    install(agent, trusted_app)
+    before = InstalledComponent.objects.get(device=agent.device).updated_at
+    request = connect(agent)
+    assert send(agent, messages.QueryResponse(token=request.token, tc_list=(claims_for(trusted_app),))).body is None
+    held = InstalledComponent.objects.get(device=agent.device)
+    assert held.updated_at == before and held.version == trusted_app
