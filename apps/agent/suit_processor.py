@@ -136,9 +136,15 @@ def process_envelope(
         raise ManifestFailure(
             "component-unsupported", "the manifest names no component", section=SECTION_COMMON
         )
-    if "install" not in manifest.command_sequences:
-        reason = "severing-unsupported" if "install" in manifest.severed else "command-unsupported"
-        raise ManifestFailure(reason, "the envelope carries no install sequence", section=20)
+    # Manifest 8.4.6: payload-fetch fetches into the component, install copies into place; a
+    # TEE agent keeps what was fetched either way, so payload-fetch alone installs (AttesTAM's
+    # envelopes carry only payload-fetch).
+    if not {"install", "payload-fetch"} & set(manifest.command_sequences):
+        severed = {"install", "payload-fetch"} & set(manifest.severed)
+        reason = "severing-unsupported" if severed else "command-unsupported"
+        raise ManifestFailure(
+            reason, "the envelope carries no install or payload-fetch sequence", section=20
+        )
 
     raw = _raw_sequences(envelope)
     runner = _Runner(
