@@ -418,21 +418,29 @@ def _parse_capability_report(raw: object) -> Mapping[str, Any]:
 def command_at(envelope: Envelope, record: SuitRecord) -> tuple[int, Command] | None:
     """The (index, command) of the root manifest's sequence that `record` points at, if any.
 
-    report 3: section-offset = bytes into the command sequence. We count from the first byte
+    report 3: section-offset = bytes into the command sequence; section 3 (common) names the
+    shared sequence. We count from the first byte
     of the sequence's CBOR array (the content of its bstr) and return the command whose id or
     argument covers that byte. Records of dependencies (non-empty manifest-id) give None.
     """
     if record.manifest_id:
         return None
-    name = c.COMMAND_SEQUENCE_NAMES.get(record.section)
-    sequence = envelope.manifest.command_sequences.get(name) if name else None
-    if sequence is None:
-        return None
-    raw = envelope.severable_members.get(name)
-    if raw is None:
+    if record.section == c.MANIFEST_COMMON:
+        # The shared sequence lives in common (manifest 8.4.5); processors report it there.
+        sequence = envelope.manifest.common.shared_sequence
         manifest = decode_exact(envelope.manifest_bytes, "manifest")
-        raw = manifest.get(record.section)
-    if not isinstance(raw, bytes):
+        common = decode_exact(manifest[c.MANIFEST_COMMON], "common")
+        raw = common.get(c.COMMON_SHARED_SEQUENCE)
+    else:
+        name = c.COMMAND_SEQUENCE_NAMES.get(record.section)
+        sequence = envelope.manifest.command_sequences.get(name) if name else None
+        if sequence is None:
+            return None
+        raw = envelope.severable_members.get(name)
+        if raw is None:
+            manifest = decode_exact(envelope.manifest_bytes, "manifest")
+            raw = manifest.get(record.section)
+    if not sequence or not isinstance(raw, bytes):
         return None
     starts = _command_offsets(raw)
     for index, start in enumerate(starts):
