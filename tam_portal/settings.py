@@ -11,6 +11,7 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -268,6 +269,11 @@ TAM_ATTESTATION_PAYLOAD_FILE = env("TAM_ATTESTATION_PAYLOAD_FILE", default="")
 TAM_ATTESTATION_PAYLOAD_FORMAT = env("TAM_ATTESTATION_PAYLOAD_FORMAT", default="")
 # Where devices fetch payloads from (payload URIs in the SUIT manifests the TAM builds).
 TAM_PUBLIC_BASE_URL = env("TAM_PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# The vendor domain whose UUID5 (SUIT manifest 8.4.8.3) is a new Trusted Component's default
+# vendor id: by default the host of TAM_PUBLIC_BASE_URL.
+TAM_VENDOR_DOMAIN = env("TAM_VENDOR_DOMAIN", default="") or (
+    urlsplit(TAM_PUBLIC_BASE_URL).hostname or "localhost"
+)
 
 # --- Celery ----------------------------------------------------------------------------
 # No broker configured = tasks run in-process (embedded default only).

@@ -84,6 +84,8 @@ class TrustedComponentSerializer(serializers.ModelSerializer):
             "component_id_text",
             "manifest_component_id",
             "manifest_component_id_text",
+            "suit_vendor_id",
+            "suit_class_id",
             "signers",
             "created_at",
         ]
