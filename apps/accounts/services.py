@@ -71,6 +71,17 @@ def sync_roles(*, apps=global_apps, using: str = DEFAULT_DB_ALIAS) -> RoleSync:
 @transaction.atomic(durable=True)
 def assign_role(user, role: str, *, acting_user, request=None) -> None:
     """Put the user in the role's group; roles work in the admin, so the user becomes staff."""
+    _join_role(user, role)
+    record_operator_action(
+        actor=acting_user,
+        action="account.role-assigned",
+        obj=user,
+        after={"role": role},
+        request=request,
+    )
+
+
+def _join_role(user, role: str) -> None:
     from django.contrib.auth.models import Group
 
     if role not in roles.ROLES:
@@ -80,13 +91,38 @@ def assign_role(user, role: str, *, acting_user, request=None) -> None:
     if not user.is_staff:
         user.is_staff = True
         user.save(update_fields=["is_staff"])
+
+
+@transaction.atomic(durable=True)
+def create_user(
+    *, username: str, role: str, password: str, email: str = "", actor, request=None
+):
+    """A staff user holding `role`, with a password checked by AUTH_PASSWORD_VALIDATORS."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+
+    User = get_user_model()
+    if role not in roles.ROLES:
+        raise AccountError(f"unknown role {role!r}; roles: {', '.join(roles.ROLES)}")
+    if User.objects.filter(username=username).exists():
+        raise AccountError(f"a user {username!r} exists")
+    user = User(username=username, email=email)
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise AccountError(" ".join(exc.messages)) from None
+    user.set_password(password)
+    user.save()
+    _join_role(user, role)
     record_operator_action(
-        actor=acting_user,
-        action="account.role-assigned",
+        actor=actor,
+        action="account.create",
         obj=user,
-        after={"role": role},
+        after={"username": username, "role": role, "email": email},
         request=request,
     )
+    return user
 
 
 def role_names(user) -> set[str]:
