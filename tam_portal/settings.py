@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "axes",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",  # TOTP backup codes
     "apps.audit",
     "apps.components",
     "apps.personalization",
@@ -188,6 +189,8 @@ else:
 # the tests of the second factor turn it back on.
 OTP_ENFORCED = env.bool("OTP_ENFORCED", default=not TESTING)
 OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", default="tam-portal")
+# Nobody reads a user's TOTP key or backup codes in the admin (they are shown to the user once).
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 LOGIN_URL = "admin:login"
 
 AUTH_PASSWORD_VALIDATORS = [
