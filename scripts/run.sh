@@ -16,7 +16,7 @@ for arg in "$@"; do
     *) echo "usage: $0 [--setup-only]" >&2; exit 2 ;;
   esac
 done
-source scripts/bootstrap-venv.sh
+source scripts/bootstrap-venv.sh ""   # no extras (and not this script's own arguments)
 
 data_dir="${DATA_DIR:-./data}"
 env_file="$data_dir/.env"
