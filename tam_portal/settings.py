@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "apps.devices",
     "apps.policies",
     "apps.teep",
+    "apps.tam",
     "apps.agent",
     "apps.attestation",
     "apps.api",
@@ -308,7 +309,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Run exactly one `celery -A tam_portal beat` in production.
 CELERY_BEAT_SCHEDULE = {
     "expire-unanswered-teep-requests": {
-        "task": "apps.teep.tasks.expire_unanswered_requests",
+        "task": "apps.tam.tasks.expire_unanswered_requests",
         "schedule": 300.0,
     },
     # Delivered actions whose Update went unanswered go back to queued; stalled compromise
