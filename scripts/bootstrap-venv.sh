@@ -18,6 +18,12 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 stamp=".venv/.installed${EXTRAS:+-$EXTRAS}"
+# The project installed with extras (test.sh) also serves run.sh: no second install.
+if [ -z "$EXTRAS" ] && [ ! -f "$stamp" ]; then
+  for other in .venv/.installed-*; do
+    if [ -f "$other" ] && [ ! pyproject.toml -nt "$other" ]; then stamp="$other"; break; fi
+  done
+fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".${EXTRAS:+[$EXTRAS]}"

@@ -1,8 +1,9 @@
 """tam-portal settings: one module, read from environment variables.
 
 Development defaults exist only where they are safe: with DEBUG off (the default) the
-portal refuses to start without SECRET_KEY and ALLOWED_HOSTS. `scripts/run.sh` sets
-DEBUG=true for the embedded default (SQLite, in-process Celery, keys in ./data).
+portal refuses to start without SECRET_KEY and ALLOWED_HOSTS. `scripts/run.sh` writes
+DEBUG=true (and the address it serves) to DATA_DIR/.env for the embedded default (SQLite,
+in-process Celery, keys in ./data); see "the embedded default's .env" below.
 
 Secrets may be given as NAME or, preferably, as NAME_FILE (a path to a file holding it).
 """
@@ -30,11 +31,23 @@ def env_secret(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
 
-DEBUG = env.bool("DEBUG", default=False)
-
 # The data folder holds what the embedded default creates on first start: the SQLite
 # database, development TAM keys, uploaded binaries. It is ignored by git.
 DATA_DIR = Path(env("DATA_DIR", default=str(BASE_DIR / "data"))).resolve()
+
+# The embedded default's .env: scripts/run.sh writes its choices (DEBUG=true, BIND,
+# TAM_PUBLIC_BASE_URL) to DATA_DIR/.env, so every later `manage.py` in any shell agrees with
+# the server it started. A variable of the process environment always wins over the file;
+# DEBUG=false in the environment (production) ignores the file; the test suite never reads it.
+DATA_ENV_FILE = DATA_DIR / ".env"
+if (
+    not TESTING
+    and DATA_ENV_FILE.is_file()
+    and env.bool("DEBUG", default=True)  # unset, or not explicitly false
+):
+    environ.Env.read_env(DATA_ENV_FILE, overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
 
 SECRET_KEY = env_secret("SECRET_KEY")
 if not SECRET_KEY:
@@ -43,7 +56,13 @@ if not SECRET_KEY:
 
         SECRET_KEY = development_secret_key(DATA_DIR)
     else:
-        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off")
+        hint = "" if DATA_ENV_FILE.is_file() else (
+            f" (for the embedded default, run ./scripts/run.sh once: it writes DEBUG=true to"
+            f" {DATA_ENV_FILE})"
+        )
+        raise ImproperlyConfigured(
+            f"SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off{hint}"
+        )
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if (DEBUG or TESTING) else [])
 if not ALLOWED_HOSTS:
@@ -64,6 +83,7 @@ INSTALLED_APPS = [
     "axes",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",  # TOTP backup codes
     "apps.audit",
     "apps.components",
     "apps.personalization",
@@ -171,6 +191,8 @@ else:
 # the tests of the second factor turn it back on.
 OTP_ENFORCED = env.bool("OTP_ENFORCED", default=not TESTING)
 OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", default="tam-portal")
+# Nobody reads a user's TOTP key or backup codes in the admin (they are shown to the user once).
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 LOGIN_URL = "admin:login"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,7 +1,9 @@
-"""Roles, and the TOTP second factor: enrolment and verification.
+"""Roles, and the TOTP second factor: enrolment, backup codes and verification.
 
 The OTP session state is django-otp's (`django_otp.login` marks the session verified;
-`request.user.is_verified()` reads it). Enrolment and failed codes leave audit rows.
+`request.user.is_verified()` reads it). Backup codes are django-otp static tokens (one
+StaticDevice per user holding single-use codes). Enrolment, new backup codes, a backup code
+used and failed codes leave audit rows.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import django_otp
 from django.apps import apps as global_apps
 from django.contrib.auth.management import create_permissions
 from django.db import DEFAULT_DB_ALIAS, transaction
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.accounts import roles
 from apps.audit.services import record_operator_action
 
 TOTP_DEVICE_NAME = "authenticator app"
+BACKUP_CODES_DEVICE_NAME = "backup codes"
+BACKUP_CODE_COUNT = 10
 
 
 class AccountError(Exception):
@@ -71,6 +76,17 @@ def sync_roles(*, apps=global_apps, using: str = DEFAULT_DB_ALIAS) -> RoleSync:
 @transaction.atomic(durable=True)
 def assign_role(user, role: str, *, acting_user, request=None) -> None:
     """Put the user in the role's group; roles work in the admin, so the user becomes staff."""
+    _join_role(user, role)
+    record_operator_action(
+        actor=acting_user,
+        action="account.role-assigned",
+        obj=user,
+        after={"role": role},
+        request=request,
+    )
+
+
+def _join_role(user, role: str) -> None:
     from django.contrib.auth.models import Group
 
     if role not in roles.ROLES:
@@ -80,13 +96,38 @@ def assign_role(user, role: str, *, acting_user, request=None) -> None:
     if not user.is_staff:
         user.is_staff = True
         user.save(update_fields=["is_staff"])
+
+
+@transaction.atomic(durable=True)
+def create_user(
+    *, username: str, role: str, password: str, email: str = "", actor, request=None
+):
+    """A staff user holding `role`, with a password checked by AUTH_PASSWORD_VALIDATORS."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+
+    User = get_user_model()
+    if role not in roles.ROLES:
+        raise AccountError(f"unknown role {role!r}; roles: {', '.join(roles.ROLES)}")
+    if User.objects.filter(username=username).exists():
+        raise AccountError(f"a user {username!r} exists")
+    user = User(username=username, email=email)
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise AccountError(" ".join(exc.messages)) from None
+    user.set_password(password)
+    user.save()
+    _join_role(user, role)
     record_operator_action(
-        actor=acting_user,
-        action="account.role-assigned",
+        actor=actor,
+        action="account.create",
         obj=user,
-        after={"role": role},
+        after={"username": username, "role": role, "email": email},
         request=request,
     )
+    return user
 
 
 def role_names(user) -> set[str]:
@@ -139,10 +180,14 @@ def confirm_totp_enrolment(request, token: str) -> TOTPDevice | None:
         return None
     device.confirmed = True
     device.save(update_fields=["confirmed"])
+    # One authenticator app per user: a new one replaces the old (a lost phone stops working).
+    replaced = list(TOTPDevice.objects.filter(user=user, confirmed=True).exclude(pk=device.pk))
+    TOTPDevice.objects.filter(pk__in=[old.pk for old in replaced]).delete()
     record_operator_action(
         actor=user,
         action="account.totp-enrol",
         obj=user,
+        before={"devices": [old.persistent_id for old in replaced]} if replaced else None,
         after={"device": device.persistent_id},
         request=request,
     )
@@ -150,9 +195,42 @@ def confirm_totp_enrolment(request, token: str) -> TOTPDevice | None:
     return device
 
 
+def has_totp_device(user) -> bool:
+    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
+def backup_codes_left(user) -> int:
+    return StaticToken.objects.filter(device__user=user, device__confirmed=True).count()
+
+
+@transaction.atomic(durable=True)
+def generate_backup_codes(user, *, actor, request=None) -> list[str]:
+    """A new set of single-use backup codes (the previous set stops working), to be shown
+    once. Each one passes the second factor once, e.g. after losing the phone."""
+    device, _ = StaticDevice.objects.select_for_update().get_or_create(
+        user=user, name=BACKUP_CODES_DEVICE_NAME, defaults={"confirmed": True}
+    )
+    previous = device.token_set.count()
+    device.token_set.all().delete()
+    codes: set[str] = set()
+    while len(codes) < BACKUP_CODE_COUNT:
+        codes.add(StaticToken.random_token())
+    StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
+    record_operator_action(
+        actor=actor,
+        action="account.backup-codes",
+        obj=user,
+        before={"codes_left": previous},
+        after={"codes_left": len(codes)},
+        request=request,
+    )
+    return sorted(codes)
+
+
 @transaction.atomic(durable=True)
 def verify_second_factor(request, token: str):
-    """Check a code against the user's confirmed devices (throttled per device by django-otp)."""
+    """Check a code (the authenticator app's, or a backup code, which is consumed) against the
+    user's confirmed devices (throttled per device by django-otp)."""
     device = django_otp.match_token(request.user, token)
     if device is None:
         record_operator_action(
@@ -164,6 +242,14 @@ def verify_second_factor(request, token: str):
             request=request,
         )
         return None
+    if isinstance(device, StaticDevice):
+        record_operator_action(
+            actor=request.user,
+            action="account.backup-code-used",
+            obj=request.user,
+            after={"codes_left": device.token_set.count()},
+            request=request,
+        )
     django_otp.login(request, device)
     return device
 

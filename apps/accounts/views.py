@@ -1,4 +1,5 @@
-"""Second-factor pages: verify a TOTP code, or enrol an authenticator app."""
+"""Second-factor pages: verify a TOTP code (or a backup code), enrol an authenticator app,
+and make a new set of backup codes."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -10,7 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 
 from apps.accounts import services
-from apps.accounts.forms import TotpCodeForm
+from apps.accounts.forms import SecondFactorCodeForm, TotpCodeForm
 
 
 def _next_url(request) -> str:
@@ -28,9 +29,18 @@ def _next_url(request) -> str:
 def otp_verify(request):
     if not services.has_confirmed_device(request.user):
         return HttpResponseRedirect(f"{reverse('accounts:otp-enrol')}?next={_next_url(request)}")
-    form = TotpCodeForm(request.POST or None)
+    form = SecondFactorCodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if services.verify_second_factor(request, form.cleaned_data["token"]):
+        device = services.verify_second_factor(request, form.cleaned_data["token"])
+        if device is not None:
+            if device.name == services.BACKUP_CODES_DEVICE_NAME:
+                left = services.backup_codes_left(request.user)
+                messages.warning(
+                    request,
+                    f"You used a backup code ({left} left). Lost your phone? Enrol a new "
+                    f"authenticator app now at {reverse('accounts:otp-enrol')}: it replaces "
+                    "the old one.",
+                )
             return HttpResponseRedirect(_next_url(request))
         form.add_error("token", "That code is not valid (or too many attempts: wait and retry).")
     return render(
@@ -60,7 +70,10 @@ def otp_enrol(request):
             messages.success(
                 request, "Your authenticator app is enrolled; it is required at every login."
             )
-            return HttpResponseRedirect(_next_url(request))
+            codes = services.generate_backup_codes(
+                request.user, actor=request.user, request=request
+            )
+            return _show_backup_codes(request, codes)
         form.add_error(
             "token", "That code is not valid: check the app's clock and try the current code."
         )
@@ -76,4 +89,37 @@ def otp_enrol(request):
             "qr_svg": services.otpauth_qr_svg(uri),
             "required": services.second_factor_required(request.user),
         },
+    )
+
+
+@never_cache
+@login_required(login_url="admin:login")
+def backup_codes(request):
+    """How many backup codes are left; POST makes a new set (the old one stops working)."""
+    if not services.has_totp_device(request.user):
+        return HttpResponseRedirect(f"{reverse('accounts:otp-enrol')}?next={_next_url(request)}")
+    if not request.user.is_verified():
+        return HttpResponseRedirect(
+            f"{reverse('accounts:otp-verify')}?next={request.get_full_path()}"
+        )
+    if request.method == "POST":
+        codes = services.generate_backup_codes(request.user, actor=request.user, request=request)
+        return _show_backup_codes(request, codes)
+    return render(
+        request,
+        "accounts/otp_backup_codes.html",
+        {
+            "title": "Backup codes",
+            "left": services.backup_codes_left(request.user),
+            "next": _next_url(request),
+        },
+    )
+
+
+def _show_backup_codes(request, codes):
+    """The codes, this once: they are not kept in the session or shown again."""
+    return render(
+        request,
+        "accounts/otp_backup_codes.html",
+        {"title": "Backup codes", "codes": codes, "next": _next_url(request)},
     )

@@ -736,16 +736,23 @@ class TeepAgent:
     # --- RequestPolicyCheck over HTTP (otrp-over-http 5) --------------------------------------
 
     def request_policy_check(
-        self, tam_uri: str, *, max_exchanges: int = MAX_EXCHANGES
+        self,
+        tam_uri: str,
+        *,
+        max_exchanges: int = MAX_EXCHANGES,
+        on_message: Callable[[str, str, bytes], None] | None = None,
     ) -> PolicyCheckResult:
         """POST an empty body, then each answer, until the TAM answers 204 (or an empty 200).
 
         Never raises for protocol or HTTP trouble: the result says what happened (`ok`,
-        `error`, `http_status`, `retry_after`); see raise_for_error().
+        `error`, `http_status`, `retry_after`); see raise_for_error(). `on_message(direction,
+        message type, bytes)` sees each TEEP message received ("received") and sent ("sent").
         """
         result = PolicyCheckResult(tam_uri, self.numbering.name)
         body, sent = b"", "empty"
         for _ in range(max_exchanges):
+            if on_message is not None and body:
+                on_message("sent", sent, body)
             started = time.monotonic()
             try:
                 answer = transport.post_teep(
@@ -774,6 +781,8 @@ class TeepAgent:
                 return result  # otrp-over-http 5.3: an empty answer ends the session
             reply = self.handle_message(answer.body)
             exchange.received = reply.received
+            if on_message is not None:
+                on_message("received", reply.received, answer.body)
             result.installed += reply.installed
             result.removed += reply.removed
             result.failures += reply.failures

@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.audit.models import AuditEvent
+from apps.components import identifiers
 from apps.components.forms import decode_binary_or_hex
 from apps.components.models import ComponentVersion, TCSigner, TrustedComponent
 from apps.components.services import ENVELOPE_MAX_BYTES
@@ -90,6 +91,42 @@ class TrustedComponentSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
+
+
+class TrustedComponentCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    component_id = serializers.CharField(
+        max_length=2000,
+        help_text="SUIT component identifier: ['TEEP-Device', 'SecureFS', h'8d82...', 'ta'] "
+        "or the hex of its CBOR array",
+    )
+    manifest_component_id = serializers.CharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="empty: the component id with its last element replaced by 'suit'",
+    )
+    vendor = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def validate_name(self, value):
+        if TrustedComponent.objects.filter(name=value).exists():
+            raise serializers.ValidationError("a Trusted Component with this name exists")
+        return value
+
+    def validate_component_id(self, value):
+        return _component_id(value)
+
+    def validate_manifest_component_id(self, value):
+        return _component_id(value) if value.strip() else None
+
+
+def _component_id(text: str) -> list[bytes]:
+    try:
+        return identifiers.parse(text)
+    except identifiers.ComponentIdError as exc:
+        raise serializers.ValidationError(str(exc)) from None
 
 
 class ComponentVersionSerializer(serializers.ModelSerializer):

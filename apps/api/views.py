@@ -84,14 +84,32 @@ class DeviceViewSet(ManagementApiMixin, mixins.CreateModelMixin, viewsets.ReadOn
 @extend_schema_view(
     list=extend_schema(summary="Trusted Components in the catalogue"),
     retrieve=extend_schema(summary="One Trusted Component"),
+    create=extend_schema(
+        summary="Add a Trusted Component to the catalogue (its versions are uploaded after)",
+        request=s.TrustedComponentCreateSerializer,
+        responses={201: s.TrustedComponentSerializer, 400: REFUSED},
+    ),
 )
-class TrustedComponentViewSet(ManagementApiMixin, viewsets.ReadOnlyModelViewSet):
+class TrustedComponentViewSet(
+    ManagementApiMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
+):
     serializer_class = s.TrustedComponentSerializer
     search_fields = ["name", "vendor"]
     action_permissions = {
         "list": ["components.view_trustedcomponent"],
         "retrieve": ["components.view_trustedcomponent"],
+        "create": ["components.add_trustedcomponent"],
     }
+
+    def create(self, request, *args, **kwargs):
+        form = s.TrustedComponentCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        component = catalogue.create_component(
+            **form.validated_data, actor=request.user, request=request
+        )
+        return Response(
+            s.TrustedComponentSerializer(component).data, status=status.HTTP_201_CREATED
+        )
 
     def get_queryset(self):
         return TrustedComponent.objects.prefetch_related(

@@ -165,3 +165,47 @@ def test_components_list_and_detail(operator_api, component):
     assert listed["results"][0]["name"] == component.name
     detail = operator_api.get(f"/api/v1/components/{component.pk}/").json()
     assert detail["component_id_text"] == component.component_id_text
+
+
+def test_add_a_component_in_the_readable_form_and_audit_it(operator_api):
+    response = operator_api.post(
+        "/api/v1/components/",
+        {
+            "name": "hello-ta",
+            "component_id": "['TEEP-Device', 'SecureFS', h'8d82573a926d4754935332dc29997f74', 'ta']",
+        },
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["manifest_component_id_text"] == (
+        "['TEEP-Device', 'SecureFS', h'8d82573a926d4754935332dc29997f74', 'suit']"
+    )
+    event = AuditEvent.objects.get(action="component.create")
+    assert event.actor_name == "olivia" and event.object_id == str(body["id"])
+    # Its versions are uploaded after, as for one made in the admin.
+    from apps.components.models import TrustedComponent
+
+    assert upload(operator_api, TrustedComponent.objects.get(pk=body["id"])).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"name": "x", "component_id": "['TEEP-Device', h'0"}, "component_id"),
+        ({"name": "x", "component_id": "not hex"}, "component_id"),
+        ({"component_id": "['a']"}, "name"),
+    ],
+)
+def test_a_bad_component_is_a_400(operator_api, fields, field):
+    response = operator_api.post("/api/v1/components/", fields)
+    assert response.status_code == 400 and field in response.json()
+
+
+def test_a_component_id_or_name_taken_is_a_400(operator_api, component):
+    from apps.components import identifiers
+
+    same_id = {"name": "other", "component_id": identifiers.readable(component.component_id_elements)}
+    assert operator_api.post("/api/v1/components/", same_id).json()["field"] == "component_id"
+    same_name = {"name": component.name, "component_id": "['elsewhere']"}
+    response = operator_api.post("/api/v1/components/", same_name)
+    assert response.status_code == 400 and "name" in response.json()

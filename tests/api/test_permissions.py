@@ -20,6 +20,7 @@ ENDPOINTS = [
     ("post", "/api/v1/devices/", OPERATORS),
     ("get", "/api/v1/components/", READERS),
     ("get", "/api/v1/components/{component}/", READERS),
+    ("post", "/api/v1/components/", OPERATORS),
     ("get", "/api/v1/versions/", READERS),
     ("get", "/api/v1/versions/{version}/", READERS),
     ("post", "/api/v1/versions/binary/", OPERATORS),

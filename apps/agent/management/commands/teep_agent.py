@@ -1,7 +1,9 @@
-"""Run the simulated TEEP Agent once: one RequestPolicyCheck against a TAM URI."""
+"""Run the simulated TEEP Agent once: one RequestPolicyCheck against a TAM URI (by default
+this portal's own TEEP endpoint, $TAM_PUBLIC_BASE_URL/tam)."""
 
 import json
 import uuid
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -11,16 +13,29 @@ from apps.agent.summary import describe_result
 from apps.teep.wire.errors import WireError
 from apps.teep.wire.numbering import NUMBERINGS
 
+from ._portal import RATE_LIMIT_HINT, MessageSaver, default_tam_uri, policy_check_with_retries
+
+# What the agent remembers between runs (in its state folder): whether it attests, and the
+# EAT claims it attests with, so --attest is given once.
+ATTEST_SETTINGS_FILE = "attest.json"
+DEFAULT_HWMODEL = "tam-portal-simulated-tee"
+DEFAULT_HWVERSION = "1.0"
+
 
 class Command(BaseCommand):
     help = (
         "Simulated TEEP Agent: keeps its keys and TEE in --state, runs one RequestPolicyCheck "
-        "against --tam (otrp-over-http 5) and prints what happened."
+        "against --tam (otrp-over-http 5; default: this portal's TEEP endpoint) and prints "
+        "what happened. --init, --tam-key and --signer-key alone only set the agent up."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--state", required=True, help="the agent's state folder")
-        parser.add_argument("--tam", help="TAM URI, e.g. http://localhost:8000/tam")
+        parser.add_argument(
+            "--tam",
+            help="TAM URI (default: this portal's, $TAM_PUBLIC_BASE_URL/tam, or /tam/draft-25 "
+            "with --numbering draft-25)",
+        )
         parser.add_argument(
             "--numbering",
             choices=sorted(NUMBERINGS),
@@ -66,15 +81,36 @@ class Command(BaseCommand):
             metavar="COMPONENT",
             help="UnrequestTA: a component (or manifest component id) no longer needed",
         )
-        parser.add_argument(
+        attest = parser.add_mutually_exclusive_group()
+        attest.add_argument(
             "--attest",
             action="store_true",
             help="answer attestation requests with Evidence signed by the simulated TEE's "
             "attestation key (created in the state folder; register keys/attester.pub.pem "
-            "with the TAM as an attestation key)",
+            "with the TAM as an attestation key). Remembered in the state folder.",
         )
-        parser.add_argument("--hwmodel", default="tam-portal-simulated-tee", help="EAT hwmodel claim")
-        parser.add_argument("--hwversion", default="1.0", help="EAT hwversion claim")
+        attest.add_argument(
+            "--no-attest", action="store_true", help="stop attesting (forget --attest)"
+        )
+        parser.add_argument(
+            "--hwmodel", help=f"EAT hwmodel claim (default {DEFAULT_HWMODEL}; remembered)"
+        )
+        parser.add_argument(
+            "--hwversion", help=f"EAT hwversion claim (default {DEFAULT_HWVERSION}; remembered)"
+        )
+        parser.add_argument(
+            "--save-messages",
+            metavar="DIR",
+            help="write each TEEP message of the policy check to DIR (NN-sent|received-TYPE.cbor, "
+            "for teep_inspect), with the SUIT envelopes and reports they carry (.suit, for "
+            "suit_inspect)",
+        )
+        parser.add_argument(
+            "--max-wait",
+            type=float,
+            default=60.0,
+            help="wait out 429/503 answers (Retry-After) for at most this many seconds in all",
+        )
         parser.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
         parser.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds")
         knobs = parser.add_argument_group("failure simulation")
@@ -136,15 +172,13 @@ class Command(BaseCommand):
             fixed_host=options["host"],
             sign_reports_with_teep_key=options["sign_reports_with_teep_key"],
         )
-        evidence_provider = None
-        if options["attest"]:
-            from apps.agent.attestation import EatEvidenceProvider, load_or_create_attester, ueid_for
-
-            attester = load_or_create_attester(state)
-            evidence_provider = EatEvidenceProvider(
-                attester_key=attester, ueid=ueid_for(attester),
-                hwmodel=options["hwmodel"].encode(), hwversion=options["hwversion"],
-            )
+        evidence_provider = _evidence_provider(
+            Path(state),
+            attest=options["attest"],
+            no_attest=options["no_attest"],
+            hwmodel=options["hwmodel"],
+            hwversion=options["hwversion"],
+        )
         agent = TeepAgent(
             state, numbering=numbering, key_type=key_type, behaviour=behaviour, http_timeout=timeout,
             evidence_provider=evidence_provider,
@@ -179,23 +213,39 @@ class Command(BaseCommand):
         for component in unrequest:
             agent.unrequest_ta(component)
 
-        if not tam:
-            if not (
-                init or tam_key or signer_key or request or unrequest
-                or options["vendor_id"] or options["class_id"]
-            ):
-                raise CommandError("nothing to do: give --tam URL (or --init, --tam-key, ...)")
+        if not tam and (init or tam_key or signer_key or options["vendor_id"] or options["class_id"]):
+            # Setting the agent up; it contacts a TAM when asked to (--tam) or on a later run.
             if as_json:
                 self.stdout.write(json.dumps(output, indent=2))
             return
-        result = agent.request_policy_check(tam)
+        saver = None
+        if options["save_messages"]:
+            saver = MessageSaver(Path(options["save_messages"]), agent.numbering)
+        result, waited = policy_check_with_retries(
+            agent,
+            tam or default_tam_uri(numbering),
+            max_wait=options["max_wait"],
+            on_message=saver,
+        )
         if as_json:
             output["policy_check"] = result.to_json()
+            if saver is not None:
+                output["saved"] = [str(path) for path in saver.written]
             self.stdout.write(json.dumps(output, indent=2))
         else:
             for line in describe_result(result):
                 self.stdout.write(line)
+            if waited.retries:
+                self.stdout.write(
+                    f"  waited {waited.seconds:.0f} s for the TAM (Retry-After), "
+                    f"{waited.retries} retries"
+                )
+            if saver is not None:
+                for path in saver.written:
+                    self.stdout.write(f"  saved {path}")
         if not result.ok:
+            if result.http_status == 429:
+                self.stderr.write(RATE_LIMIT_HINT)
             raise CommandError(_one_line(result.error))
         if result.failures:
             raise CommandError(
@@ -212,3 +262,33 @@ def _identity(vendor_ids, class_ids) -> DeviceIdentity:
 
 def _one_line(value) -> str:
     return " ".join(str(value).split())
+
+
+def _evidence_provider(state: Path, *, attest, no_attest, hwmodel, hwversion):
+    """Evidence for attestation requests when this agent attests: --attest once, remembered in
+    the state folder (attest.json) with its EAT claims, until --no-attest."""
+    settings_path = state / ATTEST_SETTINGS_FILE
+    remembered = {}
+    if settings_path.is_file():
+        remembered = json.loads(settings_path.read_text())
+    if no_attest:
+        settings_path.unlink(missing_ok=True)
+        return None
+    if not (attest or remembered):
+        return None
+    claims = {
+        "hwmodel": hwmodel or remembered.get("hwmodel") or DEFAULT_HWMODEL,
+        "hwversion": hwversion or remembered.get("hwversion") or DEFAULT_HWVERSION,
+    }
+    if claims != remembered:
+        state.mkdir(parents=True, exist_ok=True)
+        settings_path.write_text(json.dumps(claims, indent=2) + "\n")
+    from apps.agent.attestation import EatEvidenceProvider, load_or_create_attester, ueid_for
+
+    attester = load_or_create_attester(state)
+    return EatEvidenceProvider(
+        attester_key=attester,
+        ueid=ueid_for(attester),
+        hwmodel=claims["hwmodel"].encode(),
+        hwversion=claims["hwversion"],
+    )

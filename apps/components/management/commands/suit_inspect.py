@@ -16,7 +16,6 @@ from django.core.management.base import BaseCommand
 from apps.components.forms import decode_binary_or_hex
 from apps.teep.wire import suit
 from apps.teep.wire.errors import CoseError, SuitError
-from apps.teep.wire.keys import load_public_key
 
 MAX_INPUT_BYTES = 16 << 20
 
@@ -59,9 +58,12 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(decoded, indent=2, ensure_ascii=False))
 
     def _load_key(self, path: str):
+        """One key, or every key of a file of several (e.g. `tam_keys export` output)."""
+        from apps.teep.management.commands.teep_inspect import load_keys
+
         try:
             with open(path, "rb") as handle:
-                return load_public_key(handle.read(MAX_INPUT_BYTES))
+                return load_keys(handle.read(MAX_INPUT_BYTES))
         except OSError as exc:
             self._fail(f"cannot read {path}: {exc.strerror or exc}")
         except CoseError as exc:
@@ -94,19 +96,25 @@ class Command(BaseCommand):
         raise SystemExit(1)
 
 
-def _signature_check(decoded: dict, data: bytes, key) -> dict:
-    """"signature": valid / invalid / unsigned, for the envelope or report just decoded."""
-    check = {"key-kid": key.kid.hex()}
+def _signature_check(decoded: dict, data: bytes, keys) -> dict:
+    """"signature": valid / invalid / unsigned, for the envelope or report just decoded; with
+    several keys, "key-kid" names the one that verified."""
+    keys = keys if isinstance(keys, list) else [keys]
+    check = {"key-kid": keys[0].kid.hex()}
     envelope = decoded.get("suit-envelope")
     if envelope is not None and not envelope["authentication"]:
         return {**check, "signature": "unsigned"}  # the wrapper holds only the digest
     if envelope is None and decoded["suit-report"]["signature"] == "unsigned":
         return {**check, "signature": "unsigned"}  # a bare or only encrypted report
-    try:
-        if envelope is not None:
-            suit.verify_envelope(data, [key])
-        else:
-            suit.verify_report(data, [key])
-    except SuitError as exc:
-        return {**check, "signature": "invalid", "signature-problem": str(exc)}
-    return {**check, "signature": "valid"}
+    problems = []
+    for key in keys:
+        try:
+            if envelope is not None:
+                suit.verify_envelope(data, [key])
+            else:
+                suit.verify_report(data, [key])
+        except SuitError as exc:
+            problems.append(str(exc))
+            continue
+        return {"key-kid": key.kid.hex(), "signature": "valid"}
+    return {**check, "signature": "invalid", "signature-problem": "; ".join(dict.fromkeys(problems))}

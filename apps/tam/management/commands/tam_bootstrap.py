@@ -30,5 +30,5 @@ class Command(BaseCommand):
             record_system_event(action="account.bootstrap", obj=user, detail={"username": username})
         self.stdout.write(self.style.SUCCESS(
             f"Created account {username!r} with password: {password}\n"
-            "This password is shown once. Log in at http://127.0.0.1:8000/admin/"
+            "This password is shown once. Log in at the admin, /admin/ on this server."
         ))

@@ -14,6 +14,7 @@ from apps.teep.wire.keys import load_public_key
 from apps.teep.wire.numbering import NUMBERINGS, numbering_by_name
 
 _HEX_TEXT = re.compile(rb"^[0-9A-Fa-f\s]+$")
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----", re.S)
 
 
 def read_input(path: str) -> bytes:
@@ -26,6 +27,13 @@ def read_input(path: str) -> bytes:
         except binascii.Error as exc:
             raise WireError(f"hex input: {exc}") from None
     return data
+
+
+def load_keys(data: bytes) -> list:
+    """Every public key in a key file: one key (PEM, COSE_Key), or several PEM blocks such as
+    the output of `manage.py tam_keys export`."""
+    blocks = [m.group(0) for m in _PEM_BLOCK.finditer(data)]
+    return [load_public_key(block) for block in blocks] if blocks else [load_public_key(data)]
 
 
 def inspect_bytes(data: bytes, numbering, key=None) -> dict:
@@ -49,14 +57,23 @@ def inspect_bytes(data: bytes, numbering, key=None) -> dict:
         return {"cose": None, "message": message_to_json(message, numbering)}
     layer = cose_to_json(signed)
     layer["signature"] = "not checked"
-    if key is not None:
-        layer["key-kid"] = key.kid.hex()
+    keys = key if isinstance(key, list) else [] if key is None else [key]
+    problems = []
+    for candidate in keys:
         try:
-            cose.verify(signed, key)
-            layer["signature"] = "valid"
+            cose.verify(signed, candidate)
         except WireError as exc:
+            problems.append(str(exc))
+            continue
+        layer["signature"] = "valid"
+        layer["key-kid"] = candidate.kid.hex()
+        break
+    else:
+        if keys:
             layer["signature"] = "invalid"
-            layer["signature-problem"] = str(exc)
+            layer["signature-problem"] = "; ".join(dict.fromkeys(problems))
+            if len(keys) == 1:
+                layer["key-kid"] = keys[0].kid.hex()
     result = {"cose": layer, "message": None}
     if signed.payload is None:
         result["decode-error"] = "COSE payload is detached: nothing to decode"
@@ -81,11 +98,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("file")
         parser.add_argument("--numbering", default="draft-26", choices=sorted(NUMBERINGS))
-        parser.add_argument("--key", help="PEM or COSE_Key of the signer: report whether it verifies")
+        parser.add_argument(
+            "--key",
+            help="PEM or COSE_Key of the signer, or a file of several (tam_keys export): "
+            "report whether the signature verifies",
+        )
 
     def handle(self, *args, file, numbering, key=None, **options):
         try:
-            public_key = load_public_key(open(key, "rb").read()) if key else None
+            public_key = load_keys(open(key, "rb").read()) if key else None
             result = inspect_bytes(read_input(file), numbering_by_name(numbering), public_key)
         except OSError as exc:
             self._fail(f"cannot read {exc.filename}: {exc.strerror}")
