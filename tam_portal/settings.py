@@ -8,7 +8,6 @@ Secrets may be given as NAME or, preferably, as NAME_FILE (a path to a file hold
 """
 
 import os
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +17,11 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-TESTING = "pytest" in sys.modules
+# Test mode is chosen explicitly: the pytest configuration sets TAM_TEST_MODE=1 (pyproject.toml
+# loads tests/test_mode.py), never inferred from what is imported. It relaxes what the suite
+# needs relaxed (second factor enforcement, HTTPS redirect, HSTS, secure cookies); a production
+# process never sets it.
+TESTING = env.bool("TAM_TEST_MODE", default=False)
 
 
 def env_secret(name: str, default: str | None = None) -> str | None:
