@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "apps.api",
     "apps.accounts",
     "apps.dashboard",
+    "apps.ops",
 ]
 
 MIDDLEWARE = [
@@ -129,6 +130,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "-c statement_timeout=30000 -c lock_timeout=5000 "
         "-c idle_in_transaction_session_timeout=60000",
     )
+    # An unreachable server fails in seconds (then 503, apps/ops/faults.py), not after the
+    # TCP timeout; `?connect_timeout=N` in DATABASE_URL overrides it.
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -140,6 +144,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Rate limits live in the cache: it must be shared (Redis) when several processes serve.
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # An unreachable Redis fails in a second (rate limits then fail open, apps/teep/ratelimit.py)
+    # instead of holding the request; options in CACHE_URL's query override these.
+    CACHES["default"].setdefault("OPTIONS", {})
+    CACHES["default"]["OPTIONS"].setdefault("socket_connect_timeout", 1)
+    CACHES["default"]["OPTIONS"].setdefault("socket_timeout", 1)
 
 # --- Authentication (README "Roles"; ENGINEERING.md 3.2 V6) ---------------------------------
 AUTHENTICATION_BACKENDS = [

@@ -6,7 +6,6 @@ no cookies, no DRF authentication."""
 import logging
 
 from django.conf import settings
-from django.db import DatabaseError
 from django.http import HttpResponse
 from rest_framework import exceptions
 from rest_framework.parsers import BaseParser
@@ -14,13 +13,13 @@ from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer
 from rest_framework.views import APIView
 
+from apps.ops.faults import BACKEND_RETRY_AFTER_SECONDS, unavailable_backend
 from apps.teep import tam
 from apps.teep.wire.numbering import CURRENT
 
 logger = logging.getLogger(__name__)
 
 TEEP_MEDIA_TYPE = "application/teep+cbor"
-BACKEND_RETRY_AFTER_SECONDS = 30
 
 
 class BodyTooLarge(exceptions.APIException):
@@ -102,8 +101,11 @@ class TeepView(APIView):
             return _bare(429, Retry_After=exc.retry_after)
         if isinstance(exc, tam.TamUnavailable):
             return _bare(503, Retry_After=exc.retry_after)
-        if isinstance(exc, DatabaseError):
-            logger.error("TEEP request failed: database unavailable: %s", exc.__class__.__name__)
+        # Only an unreachable backend is "retry later"; an IntegrityError or ProgrammingError
+        # is a bug, and a 503 would make agents retry it forever (apps/ops/faults.py).
+        backend = unavailable_backend(exc)
+        if backend is not None:
+            logger.error("TEEP request failed: %s unreachable: %s", backend, exc.__class__.__name__)
             return _bare(503, Retry_After=BACKEND_RETRY_AFTER_SECONDS)
         logger.exception("TEEP request failed unexpectedly")
         return _bare(500)

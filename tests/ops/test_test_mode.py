@@ -38,4 +38,5 @@ def test_importing_pytest_does_not_change_production_settings(tmp_path):
 
 
 def test_test_mode_is_what_turns_the_production_defaults_off(tmp_path):
-    assert run_probe(tmp_path, TAM_TEST_MODE="1", **PRODUCTION_ENV) == "True False False False False"
+    probe = run_probe(tmp_path, TAM_TEST_MODE="1", **PRODUCTION_ENV)
+    assert probe == "True False False False False"
