@@ -171,9 +171,13 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
 # The source address is REMOTE_ADDR, or the proxy's X-Forwarded-For behind BEHIND_TLS_PROXY.
+# CLIENT_IP_PROXY_COUNT: the proxies in front that append to X-Forwarded-For; the client is
+# the address the nearest one saw (apps/ops/clientip.py: TEEP rate limits, audit rows).
+CLIENT_IP_PROXY_COUNT = 0
 if env.bool("BEHIND_TLS_PROXY", default=False):
+    CLIENT_IP_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=1)
     AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
-    AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=1)
+    AXES_IPWARE_PROXY_COUNT = CLIENT_IP_PROXY_COUNT
 else:
     AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 # TOTP second factor (django-otp): required for superusers and the roles listed in

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from apps.audit.models import AuditEvent
+from apps.ops.clientip import client_ip
 
 
 def _client_ip(request) -> str | None:
     if request is None:
         return None
-    return request.META.get("REMOTE_ADDR") or None
+    return client_ip(request)
 
 
 def record_operator_action(

@@ -13,6 +13,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer
 from rest_framework.views import APIView
 
+from apps.ops.clientip import client_ip
 from apps.ops.faults import BACKEND_RETRY_AFTER_SECONDS, unavailable_backend
 from apps.teep import tam
 from apps.teep.wire.numbering import CURRENT
@@ -71,7 +72,7 @@ class TeepView(APIView):
         if declared and declared.isdigit() and int(declared) > settings.TEEP_MAX_BODY_BYTES:
             raise BodyTooLarge()
         body = request.data if isinstance(request.data, bytes) else b""
-        source_ip = request.META.get("REMOTE_ADDR")
+        source_ip = client_ip(request)
         if body:
             answer = tam.process_teep_message(body, numbering=self.numbering, source_ip=source_ip)
         else:
