@@ -258,6 +258,9 @@ TAM_DATA_ENCRYPTION_KEY_FILE = env.list("TAM_DATA_ENCRYPTION_KEY_FILE", default=
 TEEP_MAX_BODY_BYTES = env.int("TEEP_MAX_BODY_BYTES", default=1 << 20)
 TEEP_TOKEN_LIFETIME_SECONDS = env.int("TEEP_TOKEN_LIFETIME_SECONDS", default=6 * 3600)
 TEEP_MAX_OUTSTANDING_TOKENS_PER_DEVICE = env.int("TEEP_MAX_OUTSTANDING_TOKENS_PER_DEVICE", default=8)
+# Unbound QueryRequest tokens (empty POSTs) one source address may hold; past it beat expires
+# the oldest every minute. Generous: many devices may share an address behind NAT. 0 = no cap.
+TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE = env.int("TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE", default=1000)
 # After ERR_TEMPORARY_ERROR, nothing new is sent to the device for this long (TEEP 4.6).
 TEEP_TEMPORARY_ERROR_BACKOFF_SECONDS = env.int("TEEP_TEMPORARY_ERROR_BACKOFF_SECONDS", default=300)
 # The same version is offered to a device at most this many times after it failed.
@@ -311,6 +314,16 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-queued-actions": {
         "task": "apps.policies.tasks.sweep_queued_actions",
         "schedule": 60.0,
+    },
+    # Keeps what empty POSTs leave behind bounded (TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE).
+    "cap-unbound-teep-tokens-per-source": {
+        "task": "apps.teep.tasks.cap_unbound_tokens_per_source",
+        "schedule": 60.0,
+    },
+    # Used attestation challenges older than any token can be forgotten.
+    "purge-used-attestation-challenges": {
+        "task": "apps.attestation.tasks.purge_used_challenges",
+        "schedule": 24 * 3600.0,
     },
 }
 

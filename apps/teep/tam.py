@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -125,14 +125,14 @@ def process_connect(*, numbering: Numbering, source_ip: str | None = None) -> Ta
     exchange = _Exchange(numbering, source_ip, 0)
     _check_source_rate(source_ip)
     with transaction.atomic():
-        _relax_commit_durability()
-        body, token = _issue_query_request(numbering, suites=ciphersuites.TAM_OFFERED_SUITES, device=None)
+        body, token = _issue_query_request(numbering, suites=ciphersuites.TAM_OFFERED_SUITES, device=None,
+                                           source_ip=source_ip)
         exchange.detail["token"] = _token_ref(token)
         return exchange.audit(TamAnswer(body, "query-request", message_type="query-request"))
 
 
 def _issue_query_request(numbering: Numbering, *, suites, device, attestation_payload=None,
-                         attestation_payload_format=None) -> tuple[bytes, bytes]:
+                         attestation_payload_format=None, source_ip=None) -> tuple[bytes, bytes]:
     """Build, sign and record a QueryRequest. With several suites (nothing known of the
     agent) it is a COSE_Sign with a signature per algorithm; with one, a COSE_Sign1 (8.1)."""
     token = _new_token_value()
@@ -159,18 +159,9 @@ def _issue_query_request(numbering: Numbering, *, suites, device, attestation_pa
         numbering=numbering.name,
         data_item_requested=DEFAULT_DATA_ITEMS,
         expires_at=timezone.now() + timedelta(seconds=settings.TEEP_TOKEN_LIFETIME_SECONDS),
+        source_ip=source_ip,
     )
     return body, token
-
-
-def _relax_commit_durability() -> None:
-    # A token lost in a crash costs the agent one retry; the commit that stores each token
-    # is the throughput limit of empty POSTs (ENGINEERING.md, performance facts). Never used
-    # for device state or audit rows... except this exchange's own audit row, which is
-    # equally cheap to lose (nothing happened yet).
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 # --- ProcessTeepMessage ---------------------------------------------------------------------
