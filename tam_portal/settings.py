@@ -81,7 +81,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a request id for the logs; then /healthz, /readyz, /metrics, answered before host
+    # validation and the HTTPS redirect (probes reach each process by address, apps/ops).
+    "apps.ops.middleware.RequestIdMiddleware",
+    "apps.ops.middleware.OpsEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "apps.ops.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -233,6 +238,15 @@ SESSION_COOKIE_SAMESITE = "Strict"
 SESSION_COOKIE_AGE = 8 * 3600
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 X_FRAME_OPTIONS = "DENY"
+# Portal pages (admin, accounts, API docs) run only our own scripts: the admin has no inline
+# script, the Swagger UI loads its initializer as a file (SpectacularSwaggerSplitView).
+# Inline styles stay allowed (the admin, the dashboard's SVG charts and the TOTP page use
+# style attributes). The TEEP endpoint sends its own default-src 'none'.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
@@ -354,8 +368,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
-    # Swagger UI from our static files (drf-spectacular-sidecar): no CDN.
+    # Swagger UI from our static files (drf-spectacular-sidecar): no CDN, and no call to the
+    # public validator (it would send the schema's URL away; CONTENT_SECURITY_POLICY blocks it).
     "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Several models have a "kind" field with different choices: name each enum.
@@ -366,12 +382,32 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- Operations: health, metrics (apps/ops; README "Operations") ---------------------------
+# /metrics answers only when enabled; with a token, only `Authorization: Bearer <token>`.
+# With several gunicorn workers set PROMETHEUS_MULTIPROC_DIR (read by prometheus-client).
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=False)
+METRICS_TOKEN = env_secret("METRICS_TOKEN", default="")
+
 # --- Logging: structured enough to grep; never message bodies, keys or tokens ----------
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message, request_id).
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be 'plain' or 'json'")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "apps.ops.logs.JsonFormatter"},
+    },
+    "filters": {"request_id": {"()": "apps.ops.logs.RequestIdFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     # django-axes announces itself at every start (stderr of every management command).
     "loggers": {"axes.apps": {"level": "WARNING"}},

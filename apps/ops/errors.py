@@ -11,6 +11,7 @@ import sys
 
 from django.http import HttpResponse, JsonResponse
 
+from apps.ops import metrics
 from apps.ops.faults import BACKEND_RETRY_AFTER_SECONDS, unavailable_backend
 
 API_PREFIX = "/api/"
@@ -32,4 +33,5 @@ def server_error(request):
         response = HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
     if unavailable:
         response["Retry-After"] = str(BACKEND_RETRY_AFTER_SECONDS)
+        metrics.count_backend_unavailable(unavailable)
     return response

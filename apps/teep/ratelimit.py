@@ -14,6 +14,7 @@ import time
 
 from django.core.cache import cache
 
+from apps.ops import metrics
 from apps.ops.faults import unavailable_backend
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def check_rate(key: str, rate: str) -> int:
         if unavailable_backend(exc) is None:
             raise
         _warn_unenforced(exc)
+        metrics.RATELIMIT_UNENFORCED.inc()
         return 0
     if count > limit:
         return max(1, window_start + window - now)
