@@ -3,7 +3,6 @@ admin's own JavaScript runs (the changelist's select-all checkbox), the dashboar
 the TOTP QR code and the Swagger UI render, and the browser reports no violation."""
 
 import pytest
-
 from django.core.files.base import ContentFile
 
 from apps.components import services as catalogue
