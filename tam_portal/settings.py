@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "apps.devices",
     "apps.policies",
     "apps.teep",
+    "apps.tam",
     "apps.agent",
     "apps.attestation",
     "apps.api",
@@ -150,7 +151,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Rate limits live in the cache: it must be shared (Redis) when several processes serve.
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
-    # An unreachable Redis fails in a second (rate limits then fail open, apps/teep/ratelimit.py)
+    # An unreachable Redis fails in a second (rate limits then fail open, apps/tam/ratelimit.py)
     # instead of holding the request; options in CACHE_URL's query override these.
     CACHES["default"].setdefault("OPTIONS", {})
     CACHES["default"]["OPTIONS"].setdefault("socket_connect_timeout", 1)
@@ -320,7 +321,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Run exactly one `celery -A tam_portal beat` in production.
 CELERY_BEAT_SCHEDULE = {
     "expire-unanswered-teep-requests": {
-        "task": "apps.teep.tasks.expire_unanswered_requests",
+        "task": "apps.tam.tasks.expire_unanswered_requests",
         "schedule": 300.0,
     },
     # Delivered actions whose Update went unanswered go back to queued; stalled compromise
@@ -331,7 +332,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Keeps what empty POSTs leave behind bounded (TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE).
     "cap-unbound-teep-tokens-per-source": {
-        "task": "apps.teep.tasks.cap_unbound_tokens_per_source",
+        "task": "apps.tam.tasks.cap_unbound_tokens_per_source",
         "schedule": 60.0,
     },
     # Used attestation challenges older than any token can be forgotten.

@@ -1,5 +1,5 @@
 """Device state: registration, what a device reported, what is due for it, and settling
-what an Update asked. Called by the TAM state machine (apps/teep/tam.py) inside the
+what an Update asked. Called by the TAM state machine (apps/tam/engine.py) inside the
 transaction that holds the device's row lock, and by admin/commands for registration."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The last word on an uncaught exception (urls.handler500), for every endpoint: admin,
 accounts, /payloads, /api/v1 (DRF re-raises what it does not know) and failures inside
-middleware (e.g. loading a session). /tam maps its own failures (apps/teep/views.py) with the
+middleware (e.g. loading a session). /tam maps its own failures (apps/tam/views.py) with the
 same classification.
 
 Django logs the exception with its traceback (logger django.request) before calling this; the

@@ -10,7 +10,7 @@ from django.db import IntegrityError, ProgrammingError
 from django.test import Client
 
 from apps.api.services import create_token
-from apps.teep import tam
+from apps.tam import engine
 from tests.accounts.helpers import make_user
 
 from .faults import database_unreachable, unreachable_redis_url
@@ -91,7 +91,7 @@ def test_other_database_errors_on_the_teep_endpoint_are_500_with_the_detail_in_t
     def broken(**kwargs):
         raise error('duplicate key value violates unique constraint "teep_teeptoken_value_key"')
 
-    monkeypatch.setattr(tam, "process_connect", broken)
+    monkeypatch.setattr(engine, "process_connect", broken)
     with caplog.at_level(logging.ERROR):
         response = teep_post(http)
     assert response.status_code == 500 and "Retry-After" not in response
@@ -146,10 +146,10 @@ def cache_unreachable(settings):
 def test_cache_unreachable_does_not_stop_agents_rate_limits_fail_open(
     http, cache_unreachable, caplog, monkeypatch
 ):
-    from apps.teep import ratelimit
+    from apps.tam import ratelimit
 
     monkeypatch.setattr(ratelimit, "_last_warning", [0.0])
-    with caplog.at_level(logging.WARNING, logger="apps.teep.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="apps.tam.ratelimit"):
         responses = [teep_post(http) for _ in range(3)]
     assert [r.status_code for r in responses] == [200, 200, 200]
     assert any("rate limits are not enforced" in r.getMessage() for r in caplog.records)
@@ -191,8 +191,8 @@ def test_broker_unreachable_during_attestation_gives_503_not_500(http, broker_un
     from apps.attestation.evidence import make_evidence
     from apps.teep.wire import messages
     from apps.teep.wire.keys import TeepKey
-    from tests.teep.conftest import SimAgent
-    from tests.teep.test_tam import connect, send
+    from tests.tam.conftest import SimAgent
+    from tests.tam.test_tam import connect, send
 
     attester = TeepKey.generate("p256")
     attestation.register_attestation_key(public_key_bytes=attester.public_pem(), name="attester")
@@ -206,7 +206,7 @@ def test_broker_unreachable_during_attestation_gives_503_not_500(http, broker_un
     )
     evidence = agent.sign(messages.QueryResponse(
         attestation_payload=payload, attestation_payload_format=media_type, tc_list=()))
-    with caplog.at_level(logging.ERROR, logger="apps.teep.views"):
+    with caplog.at_level(logging.ERROR, logger="apps.tam.views"):
         response = teep_post(http, evidence)
     assert_retry_later(response)
     assert any("broker unreachable" in r.getMessage() for r in caplog.records)

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from apps.teep import tam
+from apps.tam import engine
 from apps.teep.models import TeepToken
 from apps.teep.wire.numbering import CURRENT
 
@@ -33,8 +33,8 @@ def test_every_scheduled_task_exists():
     "task",
     [
         "apps.attestation.tasks.purge_used_challenges",
-        "apps.teep.tasks.expire_unanswered_requests",
-        "apps.teep.tasks.cap_unbound_tokens_per_source",
+        "apps.tam.tasks.expire_unanswered_requests",
+        "apps.tam.tasks.cap_unbound_tokens_per_source",
     ],
 )
 def test_housekeeping_is_scheduled(task):
@@ -60,7 +60,7 @@ def connect_from(source_ip: str, times: int) -> list[bytes]:
 
     tokens = []
     for _ in range(times):
-        answer = tam.process_connect(numbering=CURRENT, source_ip=source_ip)
+        answer = engine.process_connect(numbering=CURRENT, source_ip=source_ip)
         tokens.append(messages.decode(cose.parse(answer.body).payload).token)
     return tokens
 
@@ -79,7 +79,7 @@ def no_rate_limit(settings):
 def make_agent():
     from apps.devices.services import register_agent
     from apps.teep.wire.keys import TeepKey
-    from tests.teep.conftest import SimAgent
+    from tests.tam.conftest import SimAgent
 
     def make():
         key = TeepKey.generate("p256")
@@ -94,7 +94,7 @@ def test_a_token_remembers_the_source_that_asked_for_it(no_rate_limit):
 
 
 def test_unbound_tokens_past_the_cap_are_expired_oldest_first(no_rate_limit, settings):
-    from apps.teep.tasks import cap_unbound_tokens_per_source
+    from apps.tam.tasks import cap_unbound_tokens_per_source
 
     settings.TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE = 3
     looping = connect_from("198.51.100.7", 5)
@@ -106,7 +106,7 @@ def test_unbound_tokens_past_the_cap_are_expired_oldest_first(no_rate_limit, set
 
 
 def test_the_cap_leaves_tokens_bound_to_devices_alone(no_rate_limit, settings, make_agent):
-    from apps.teep.tasks import cap_unbound_tokens_per_source
+    from apps.tam.tasks import cap_unbound_tokens_per_source
 
     settings.TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE = 1
     agent = make_agent()
@@ -117,14 +117,14 @@ def test_the_cap_leaves_tokens_bound_to_devices_alone(no_rate_limit, settings, m
 
 
 def test_a_capped_token_is_dropped_like_any_expired_one(no_rate_limit, settings, make_agent):
-    from apps.teep.tasks import cap_unbound_tokens_per_source
+    from apps.tam.tasks import cap_unbound_tokens_per_source
     from apps.teep.wire import messages
 
     settings.TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE = 1
     agent = make_agent()
     first, _ = connect_from("198.51.100.7", 2)
     cap_unbound_tokens_per_source()
-    answer = tam.process_teep_message(
+    answer = engine.process_teep_message(
         agent.sign(messages.QueryResponse(token=first, tc_list=())), numbering=CURRENT,
         source_ip="198.51.100.7",
     )
@@ -132,7 +132,7 @@ def test_a_capped_token_is_dropped_like_any_expired_one(no_rate_limit, settings,
 
 
 def test_zero_disables_the_cap(no_rate_limit, settings):
-    from apps.teep.tasks import cap_unbound_tokens_per_source
+    from apps.tam.tasks import cap_unbound_tokens_per_source
 
     settings.TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE = 0
     tokens = connect_from("198.51.100.7", 3)

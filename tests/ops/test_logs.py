@@ -54,7 +54,7 @@ def test_records_logged_during_a_request_carry_its_id(client, json_lines):
                            HTTP_X_REQUEST_ID="req-0123456789")
     assert response["X-Request-ID"] == "req-0123456789"
     records = [json.loads(line) for line in json_lines]
-    dropped = [r for r in records if r["logger"] == "apps.teep.tam"]
+    dropped = [r for r in records if r["logger"] == "apps.tam.engine"]
     assert dropped and all(r["request_id"] == "req-0123456789" for r in dropped)
     assert all("\xff" not in r["message"] for r in records)
 
@@ -63,12 +63,12 @@ def test_records_logged_during_a_request_carry_its_id(client, json_lines):
 def test_a_failure_is_logged_with_its_traceback_in_one_record(json_lines, monkeypatch):
     from django.test import Client
 
-    from apps.teep import tam
+    from apps.tam import engine
 
     def broken(**kwargs):
         raise KeyError("internal detail")
 
-    monkeypatch.setattr(tam, "process_connect", broken)
+    monkeypatch.setattr(engine, "process_connect", broken)
     Client(raise_request_exception=False).post("/tam", data=b"", content_type=TEEP,
                                                HTTP_ACCEPT=TEEP)
     failure = next(json.loads(line) for line in json_lines if "unexpectedly" in line)

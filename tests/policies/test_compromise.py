@@ -18,7 +18,7 @@ from apps.policies.tasks import fan_out_compromise, sweep_queued_actions
 
 from .conftest import contact, fail, succeed
 from .factories import DeviceFactory, DeviceGroupFactory, PolicyFactory
-from tests.teep.conftest import TA_COMPONENT_ID, release_new_version
+from tests.tam.conftest import TA_COMPONENT_ID, release_new_version
 
 State = QueuedAction.State
 

@@ -15,7 +15,7 @@ from apps.teep.models import TeepToken
 
 from .conftest import contact, fail, succeed
 from .factories import DeviceGroupFactory, PolicyFactory, TagFactory
-from tests.teep.conftest import release_new_version
+from tests.tam.conftest import release_new_version
 
 pytestmark = pytest.mark.django_db
 State = QueuedAction.State

@@ -17,7 +17,7 @@ from .factories import (
     PolicyFactory,
     TagFactory,
 )
-from tests.teep.conftest import release_new_version
+from tests.tam.conftest import release_new_version
 
 pytestmark = pytest.mark.django_db
 
@@ -164,7 +164,7 @@ def test_forbidding_one_version_leaves_the_newest_allowed_one(trusted_app):
 
 
 def test_forbidden_blocks_what_the_agent_requests(make_agent, trusted_app):
-    from tests.teep.conftest import TA_COMPONENT_ID
+    from tests.tam.conftest import TA_COMPONENT_ID
 
     agent = make_agent()
     PolicyFactory(group=DeviceGroupFactory(all_devices=True), component=trusted_app.component, effect="forbidden")

@@ -1,5 +1,5 @@
 """The TAM state machine: the bytes of one incoming TEEP message (or none) in, the bytes to
-send (or none) out. No HTTP here (apps/teep/views.py maps answers to status codes).
+send (or none) out. No HTTP here (apps/tam/views.py maps answers to status codes).
 
 TEEP references: 4.1.2 validation, 4.2 QueryRequest, 7.1 TAM behaviour (token handling),
 7.1.1 handling a QueryResponse, 7.1.2 handling Success and Error, 8.1 cipher suites.
@@ -29,7 +29,7 @@ from apps.audit.services import record_exchange
 from apps.devices import services as device_services
 from apps.devices.models import Device
 from apps.teep.models import TeepToken
-from apps.teep.ratelimit import check_rate
+from apps.tam.ratelimit import check_rate
 from apps.teep.tam_keys import tam_keys
 from apps.teep.wire import ciphersuites, cose, eat, messages
 from apps.teep.wire.errors import CoseError, SuitError, TeepDecodeError, WireError

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from apps.ops import metrics
 from apps.ops.clientip import client_ip
 from apps.ops.faults import BACKEND_RETRY_AFTER_SECONDS, unavailable_backend
-from apps.teep import tam
+from apps.tam import engine
 from apps.teep.wire.numbering import CURRENT
 
 logger = logging.getLogger(__name__)
@@ -75,9 +75,9 @@ class TeepView(APIView):
         body = request.data if isinstance(request.data, bytes) else b""
         source_ip = client_ip(request)
         if body:
-            answer = tam.process_teep_message(body, numbering=self.numbering, source_ip=source_ip)
+            answer = engine.process_teep_message(body, numbering=self.numbering, source_ip=source_ip)
         else:
-            answer = tam.process_connect(numbering=self.numbering, source_ip=source_ip)
+            answer = engine.process_connect(numbering=self.numbering, source_ip=source_ip)
         if answer.body is None:
             return _bare(204)
         response = HttpResponse(answer.body, status=200, content_type=TEEP_MEDIA_TYPE)
@@ -107,10 +107,10 @@ class TeepView(APIView):
             return _bare(413)
         if isinstance(exc, exceptions.ParseError):
             return _bare(400)
-        if isinstance(exc, tam.TamRateLimited):
+        if isinstance(exc, engine.TamRateLimited):
             logger.warning("TEEP rate limit hit (%s)", exc.scope)
             return _bare(429, Retry_After=exc.retry_after)
-        if isinstance(exc, tam.TamUnavailable):
+        if isinstance(exc, engine.TamUnavailable):
             metrics.count_backend_unavailable(exc.backend)
             return _bare(503, Retry_After=exc.retry_after)
         # Only an unreachable backend is "retry later"; an IntegrityError or ProgrammingError
