@@ -10,6 +10,7 @@ Secrets may be given as NAME or, preferably, as NAME_FILE (a path to a file hold
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -302,6 +303,11 @@ TAM_ATTESTATION_PAYLOAD_FILE = env("TAM_ATTESTATION_PAYLOAD_FILE", default="")
 TAM_ATTESTATION_PAYLOAD_FORMAT = env("TAM_ATTESTATION_PAYLOAD_FORMAT", default="")
 # Where devices fetch payloads from (payload URIs in the SUIT manifests the TAM builds).
 TAM_PUBLIC_BASE_URL = env("TAM_PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# The vendor domain whose UUID5 (SUIT manifest 8.4.8.3) is a new Trusted Component's default
+# vendor id: by default the host of TAM_PUBLIC_BASE_URL.
+TAM_VENDOR_DOMAIN = env("TAM_VENDOR_DOMAIN", default="") or (
+    urlsplit(TAM_PUBLIC_BASE_URL).hostname or "localhost"
+)
 
 # --- Celery ----------------------------------------------------------------------------
 # No broker configured = tasks run in-process (embedded default only).
@@ -388,6 +394,8 @@ SPECTACULAR_SETTINGS = {
 # With several gunicorn workers set PROMETHEUS_MULTIPROC_DIR (read by prometheus-client).
 METRICS_ENABLED = env.bool("METRICS_ENABLED", default=False)
 METRICS_TOKEN = env_secret("METRICS_TOKEN", default="")
+# Gauges the apps compute at scrape time (callables returning Prometheus metric families).
+METRICS_COLLECTORS = ["apps.policies.metrics.compromise_fanout"]
 
 # --- Logging: structured enough to grep; never message bodies, keys or tokens ----------
 # LOG_FORMAT=json: one JSON object per line (time, level, logger, message, request_id).

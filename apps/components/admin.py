@@ -94,6 +94,8 @@ class TrustedComponentAdmin(admin.ModelAdmin):
                 "vendor",
                 "component_id_text",
                 "manifest_component_id_text",
+                "suit_vendor_id",
+                "suit_class_id",
                 "description",
                 "signers",
             ]
@@ -103,6 +105,8 @@ class TrustedComponentAdmin(admin.ModelAdmin):
                 "vendor",
                 "component_id_display",
                 "manifest_component_id_display",
+                "suit_vendor_id",
+                "suit_class_id",
                 "description",
                 "signers",
                 "created_at",
@@ -131,6 +135,8 @@ class TrustedComponentAdmin(admin.ModelAdmin):
                 vendor=data["vendor"],
                 description=data["description"],
                 signers=data["signers"],
+                suit_vendor_id=data.get("suit_vendor_id"),
+                suit_class_id=data.get("suit_class_id"),
                 actor=request.user,
                 request=request,
             )
@@ -142,6 +148,8 @@ class TrustedComponentAdmin(admin.ModelAdmin):
                 component_id=data["component_id_text"],
                 manifest_component_id=data.get("manifest_component_id_text"),
                 signers=data["signers"],
+                suit_vendor_id=data.get("suit_vendor_id"),
+                suit_class_id=data.get("suit_class_id"),
                 actor=request.user,
                 request=request,
             )

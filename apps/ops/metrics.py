@@ -8,11 +8,14 @@ Counted where things happen:
   tam_verifier_seconds{backend, outcome}       one appraisal by the Verifier
   tam_backend_unavailable_total{backend}       answers 503 because a backend was unreachable
   tam_ratelimit_unenforced_total               requests let through with the cache down
-Computed at scrape time from the database and the broker (one small query each):
-  tam_compromise_fanouts_running               compromise responses whose fan-out is not done
-  tam_compromise_removals{state}               their removals by state (the fan-out progress)
+Computed at scrape time (one small query each):
   tam_celery_queue_length{queue}               messages waiting in each Celery queue (Redis)
   tam_backend_up{backend}                      1 if the database / broker answered the scrape
+  and what METRICS_COLLECTORS adds: apps/policies/metrics.py, the compromise fan-out's progress
+  (tam_compromise_fanouts_running, tam_compromise_removals{state}).
+
+This module imports nothing of the project's apps (they import it): apps report through
+METRICS_COLLECTORS, or call count_* where things happen.
 
 Every label takes values from a fixed set, so the number of series stays bounded.
 
@@ -108,15 +111,14 @@ def count_backend_unavailable(backend: str) -> None:
 
 
 @contextmanager
-def time_verifier(backend: str):
-    """Around one call of the Verifier: its latency, by how it ended."""
-    from apps.attestation.appraisal import VerifierUnavailable
-
+def time_verifier(backend: str, *, unavailable: type[BaseException]):
+    """Around one call of the Verifier: its latency, by how it ended (`unavailable`: the
+    exception that means the Verifier could not be reached)."""
     started = time.monotonic()
     outcome = "ok"
     try:
         yield
-    except VerifierUnavailable:
+    except unavailable:
         outcome = "unavailable"
         raise
     except Exception:
@@ -132,19 +134,18 @@ def time_verifier(backend: str):
 
 
 class ScrapeTimeCollector:
-    """Gauges read from the database and the broker when Prometheus scrapes (not per
-    process: the same numbers whichever worker answers). A backend that does not answer
-    shows as tam_backend_up 0 instead of failing the scrape."""
+    """Gauges read when Prometheus scrapes (the same numbers whichever worker answers): the
+    backends, the Celery queues, and what the apps listed in METRICS_COLLECTORS report
+    (callables returning metric families, e.g. the compromise fan-out's progress). A backend
+    or collector that fails shows as tam_backend_up 0 or is left out; the scrape never fails."""
 
     def collect(self):
+        from django.conf import settings
+        from django.utils.module_loading import import_string
+
         up = GaugeMetricFamily("tam_backend_up", "1 if the backend answered this scrape",
                                labels=["backend"])
-        try:
-            yield from self._fanout()
-            up.add_metric(["database"], 1)
-        except Exception as exc:
-            logger.warning("metrics: database unavailable: %s", exc.__class__.__name__)
-            up.add_metric(["database"], 0)
+        up.add_metric(["database"], 1 if self._database_answers() else 0)
         if _redis_broker_url():
             try:
                 yield self._queue_lengths()
@@ -152,39 +153,24 @@ class ScrapeTimeCollector:
             except Exception as exc:
                 logger.warning("metrics: broker unavailable: %s", exc.__class__.__name__)
                 up.add_metric(["broker"], 0)
+        for path in settings.METRICS_COLLECTORS:
+            try:
+                yield from list(import_string(path)())
+            except Exception as exc:
+                logger.warning("metrics: %s failed: %s", path, exc.__class__.__name__)
         yield up
 
     @staticmethod
-    def _fanout():
-        from django.db.models import Count, Exists, OuterRef, Q
+    def _database_answers() -> bool:
+        from django.db import connection
 
-        from apps.policies.models import CompromiseResponse, QueuedAction
-
-        running = GaugeMetricFamily(
-            "tam_compromise_fanouts_running", "Compromise responses whose fan-out is not done"
-        )
-        running.add_metric([], CompromiseResponse.objects.filter(fanout_finished_at=None).count())
-        removals = GaugeMetricFamily(
-            "tam_compromise_removals",
-            "Removals queued by compromise responses in progress (fan-out not done or "
-            "removals still open), by state",
-            labels=["state"],
-        )
-        open_removals = QueuedAction.objects.filter(
-            compromise=OuterRef("pk"), state__in=QueuedAction.OPEN_STATES
-        )
-        in_progress = CompromiseResponse.objects.filter(
-            Q(fanout_finished_at=None) | Exists(open_removals)
-        )
-        by_state = dict(
-            QueuedAction.objects.filter(compromise__in=in_progress.values("pk"))
-            .order_by()
-            .values_list("state")
-            .annotate(n=Count("id"))
-        )
-        for state in QueuedAction.State.values:
-            removals.add_metric([state], by_state.get(state, 0))
-        return [running, removals]
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except Exception as exc:
+            logger.warning("metrics: database unavailable: %s", exc.__class__.__name__)
+            return False
+        return True
 
     @staticmethod
     def _queue_lengths():

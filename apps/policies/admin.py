@@ -168,16 +168,17 @@ class CompromiseResponseAdmin(admin.ModelAdmin):
     list_display = ("version", "marked_by_name", "marked_at", "holders_at_mark", "removed", "pending",
                     "failed", "fanout_done")
     list_select_related = ("version__component",)
-    readonly_fields = ("version", "reason", "marked_at", "marked_by_name", "holders_at_mark",
+    readonly_fields = ("version", "reason", "replacement_choice", "marked_at", "marked_by_name", "holders_at_mark",
                        "fanout_finished_at", "progress", "audit_trail")
     fields = readonly_fields
 
     def get_queryset(self, request):
         state = "actions__state"
+        removal = Q(actions__kind=QueuedAction.Kind.REMOVE)
         return super().get_queryset(request).annotate(
-            _removed=Count("actions", filter=Q(**{state: QueuedAction.State.SUCCEEDED})),
-            _pending=Count("actions", filter=Q(**{f"{state}__in": QueuedAction.OPEN_STATES})),
-            _failed=Count("actions", filter=Q(**{state: QueuedAction.State.FAILED})),
+            _removed=Count("actions", filter=removal & Q(**{state: QueuedAction.State.SUCCEEDED})),
+            _pending=Count("actions", filter=removal & Q(**{f"{state}__in": QueuedAction.OPEN_STATES})),
+            _failed=Count("actions", filter=removal & Q(**{state: QueuedAction.State.FAILED})),
         )
 
     @admin.display(description="removed", ordering="_removed")
@@ -196,16 +197,29 @@ class CompromiseResponseAdmin(admin.ModelAdmin):
     def fanout_done(self, response):
         return response.fanout_finished_at is not None
 
+    @admin.display(description="holders get instead")
+    def replacement_choice(self, response):
+        if response.replacement_id is None:
+            return "nothing (remove only)"
+        return f"version {response.replacement.version_label}, in the same Update as the removal"
+
     @admin.display(description="progress")
     def progress(self, response):
         p = services.compromise_progress(response)
+        replacement = p["replacement"]
         return format_html(
             "<table class='compromise-progress'><tr><th>devices with a removal queued</th><td>{}</td></tr>"
             "<tr><th>not yet contacted</th><td>{}</td></tr><tr><th>pending (contacted, removal due or "
-            "awaiting the answer)</th><td>{}</td></tr><tr><th>removed</th><td>{}</td></tr>"
+            "awaiting the answer)</th><td>{}</td></tr><tr><th>delivered, not confirmed</th><td>{}</td></tr>"
+            "<tr><th>removed</th><td>{}</td></tr>"
             "<tr><th>failed</th><td>{}</td></tr><tr><th>cancelled</th><td>{}</td></tr>"
+            "<tr><th>still held (per the devices' last reports)</th><td>{}</td></tr>"
+            "<tr><th>replacement installed</th><td>{}</td></tr>"
             "<tr><th>fan-out</th><td>{}</td></tr></table>",
-            p["total"], p["not_contacted"], p["pending"], p["removed"], p["failed"], p["cancelled"],
+            p["total"], p["not_contacted"], p["pending"], p["delivered_not_confirmed"], p["removed"], p["failed"],
+            p["cancelled"], p["still_held"],
+            f"{replacement['installed']} of {replacement['total']} ({replacement['version']})"
+            if replacement["version"] else "— (remove only)",
             "finished" if p["fanout_finished"] else "in progress",
         )
 
@@ -236,15 +250,19 @@ class CompromiseResponseAdmin(admin.ModelAdmin):
             version = form.cleaned_data["version"]
             if form.cleaned_data["confirm"]:
                 try:
+                    replacement = form.cleaned_data["replacement"]
                     response = services.mark_compromised(
-                        version, actor=request.user, reason=form.cleaned_data["reason"], request=request
+                        version, actor=request.user, reason=form.cleaned_data["reason"],
+                        replacement=replacement, request=request,
                     )
                 except services.PolicyError as exc:
                     form.add_error(None, str(exc))
+                    preview = services.compromise_preview(version)
                 else:
+                    instead = f"replaced by {replacement.version_label}" if replacement else "remove only"
                     self.message_user(
                         request, f"{version} is marked compromised; removal queued for "
-                        f"{response.holders_at_mark} device(s) at their next contact", messages.WARNING,
+                        f"{response.holders_at_mark} device(s) at their next contact ({instead})", messages.WARNING,
                     )
                     return HttpResponseRedirect(
                         reverse("admin:policies_compromiseresponse_change", args=[response.pk])

@@ -4,11 +4,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count
 from django.utils import timezone
 
 from apps.devices.models import DeliveryItem
 from apps.personalization import services as personalization
+from apps.teep import tokens
 from apps.teep.models import TeepToken
 
 # Consumed or expired tokens are kept this long for investigations, then deleted.
@@ -34,25 +34,10 @@ def expire_unanswered_requests(*, now=None) -> dict:
 
 def cap_unbound_tokens_per_source(*, now=None) -> dict:
     """Past TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE outstanding unbound QueryRequest tokens from one
-    source (an agent in a retry loop, one empty POST a second), expire its oldest ones: a
-    token answered later is dropped like any expired one (TEEP 7.1 lets a TAM discard
-    outstanding requests). Run by beat every minute, so the empty POST itself stays one write.
-    0 turns the cap off. Idempotent."""
-    cap = settings.TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE
-    now = now or timezone.now()
-    if cap <= 0:
-        return {"tokens_expired": 0, "sources": 0}
-    unbound = TeepToken.objects.filter(
-        kind=TeepToken.Kind.QUERY_REQUEST, device__isnull=True, source_ip__isnull=False
-    ).outstanding(now)
-    crowded = (
-        unbound.order_by().values("source_ip").annotate(n=Count("id")).filter(n__gt=cap)
+    source (an agent in a retry loop: one empty POST a second), its oldest are expired; a token
+    answered later is dropped like any expired one (TEEP 7.1 lets a TAM discard outstanding
+    requests). Run by beat every minute, so the empty POST itself stays one write. 0 turns
+    the cap off. Idempotent."""
+    return tokens.expire_unbound_past_cap(
+        cap=settings.TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE, now=now or timezone.now()
     )
-    expired = 0
-    sources = 0
-    for row in crowded:
-        oldest = unbound.filter(source_ip=row["source_ip"]).order_by("issued_at", "id")
-        excess = list(oldest.values_list("pk", flat=True)[: row["n"] - cap])
-        expired += TeepToken.objects.filter(pk__in=excess).outstanding(now).update(expires_at=now)
-        sources += 1
-    return {"tokens_expired": expired, "sources": sources}

@@ -24,7 +24,7 @@ class TeepToken(models.Model):
     )
     numbering = models.CharField(max_length=20)
     # Who asked for an unbound QueryRequest token (an empty POST): the per-source cap of
-    # TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE (apps/tam/housekeeping.py) counts by it.
+    # TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE (apps/teep/tokens.py, on beat) counts by it.
     source_ip = models.GenericIPAddressField(null=True, blank=True)
     # What the QueryRequest asked for (data-item-requested bits), to check the answer (7.1.1).
     data_item_requested = models.PositiveIntegerField(default=0)

@@ -115,7 +115,7 @@ def test_drop_reasons_fall_into_a_fixed_set_of_categories(reason, category):
 @pytest.mark.django_db
 def test_verifier_latency_is_measured(scraper):
     from apps.attestation import services as attestation
-    from apps.attestation.evidence import make_evidence
+    from apps.teep.wire.evidence import make_evidence
     from apps.teep.wire.keys import TeepKey
 
     attester = TeepKey.generate("p256")

@@ -8,12 +8,12 @@ from django.utils import timezone
 
 from apps.attestation import services as attestation
 from apps.attestation.appraisal import VerifierUnavailable
-from apps.attestation.evidence import make_evidence
 from apps.devices.models import Device, InstalledComponent
 from apps.tam import engine
 from apps.teep.models import TeepToken
 from apps.teep.tam_keys import tam_keys
 from apps.teep.wire import cose, messages
+from apps.teep.wire.evidence import make_evidence
 from apps.teep.wire.keys import TeepKey
 from apps.teep.wire.numbering import CURRENT
 

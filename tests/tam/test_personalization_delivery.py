@@ -56,8 +56,8 @@ def test_data_is_delivered_encrypted_and_installed(device_agent):
 
 
 def test_another_devices_key_cannot_open_it(device_agent, tmp_path):
-    from apps.teep.wire.suit import decrypt_with_key, parse_envelope
     from apps.teep.wire.keys import TeepKey
+    from apps.teep.wire.suit import decrypt_with_key, parse_envelope
 
     agent, data = device_agent
     envelope = parse_envelope(personalization.build_delivery_envelope(data))

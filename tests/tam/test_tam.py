@@ -258,10 +258,17 @@ def test_suit_report_with_wrong_nonce_drops_the_success(make_agent, trusted_app)
     dropped = send(agent, messages.Success(token=update.token, suit_reports=(report,)))
     assert dropped.dropped and "nonce" in dropped.reason
     assert not InstalledComponent.objects.filter(device=agent.device).exists()
-    # The right nonce settles it.
+    # The dropped Success consumed the token (TEEP 4.2, 7.1): a second one is refused...
     report = build_report(manifest_uri="", manifest_digest=envelope.digest, nonce=update.token)
-    assert send(agent, messages.Success(token=update.token, suit_reports=(report,))).outcome == "nothing-due"
-    assert InstalledComponent.objects.filter(device=agent.device).exists()
+    replay = send(agent, messages.Success(token=update.token, suit_reports=(report,)))
+    assert replay.dropped and "already used" in replay.reason
+    assert not InstalledComponent.objects.filter(device=agent.device).exists()
+    # ...and the device's next report settles the Update.
+    request = connect(agent)
+    claims = {0: TA_COMPONENT_ID, 3: cbor2.dumps([-16, bytes.fromhex(trusted_app.binary_sha256)])}
+    assert send(agent, messages.QueryResponse(token=request.token, tc_list=(claims,))).outcome == "nothing-due"
+    assert InstalledComponent.objects.get(device=agent.device).version == trusted_app
+    assert DeliveryItem.objects.get(device=agent.device).state == DeliveryItem.State.SUCCEEDED
 
 
 def test_failure_half_way_changes_nothing(make_agent, trusted_app, monkeypatch):

@@ -9,7 +9,7 @@ and, not owning any table, can neither disable nor drop the trigger that guards 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
-from apps.ops.dbroles import app_role_statements, role_problem
+from apps.audit.dbroles import app_role_statements, role_problem
 
 
 class Command(BaseCommand):
