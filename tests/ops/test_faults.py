@@ -188,8 +188,8 @@ def broker_unreachable(celery_eager, monkeypatch):
 @pytest.mark.django_db(transaction=True)
 def test_broker_unreachable_during_attestation_gives_503_not_500(http, broker_unreachable, caplog):
     from apps.attestation import services as attestation
-    from apps.teep.wire.evidence import make_evidence
     from apps.teep.wire import messages
+    from apps.teep.wire.evidence import make_evidence
     from apps.teep.wire.keys import TeepKey
     from tests.tam.conftest import SimAgent
     from tests.tam.test_tam import connect, send
