@@ -9,7 +9,6 @@ Secrets may be given as NAME or, preferably, as NAME_FILE (a path to a file hold
 """
 
 import os
-import sys
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -20,7 +19,11 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-TESTING = "pytest" in sys.modules
+# Test mode is chosen explicitly: the pytest configuration sets TAM_TEST_MODE=1 (pyproject.toml
+# loads tests/test_mode.py), never inferred from what is imported. It relaxes what the suite
+# needs relaxed (second factor enforcement, HTTPS redirect, HSTS, secure cookies); a production
+# process never sets it.
+TESTING = env.bool("TAM_TEST_MODE", default=False)
 
 
 def env_secret(name: str, default: str | None = None) -> str | None:
@@ -96,10 +99,16 @@ INSTALLED_APPS = [
     "apps.api",
     "apps.accounts",
     "apps.dashboard",
+    "apps.ops",
 ]
 
 MIDDLEWARE = [
+    # First: a request id for the logs; then /healthz, /readyz, /metrics, answered before host
+    # validation and the HTTPS redirect (probes reach each process by address, apps/ops).
+    "apps.ops.middleware.RequestIdMiddleware",
+    "apps.ops.middleware.OpsEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "apps.ops.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -148,6 +157,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "-c statement_timeout=30000 -c lock_timeout=5000 "
         "-c idle_in_transaction_session_timeout=60000",
     )
+    # An unreachable server fails in seconds (then 503, apps/ops/faults.py), not after the
+    # TCP timeout; `?connect_timeout=N` in DATABASE_URL overrides it.
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -159,6 +171,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Rate limits live in the cache: it must be shared (Redis) when several processes serve.
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # An unreachable Redis fails in a second (rate limits then fail open, apps/tam/ratelimit.py)
+    # instead of holding the request; options in CACHE_URL's query override these.
+    CACHES["default"].setdefault("OPTIONS", {})
+    CACHES["default"]["OPTIONS"].setdefault("socket_connect_timeout", 1)
+    CACHES["default"]["OPTIONS"].setdefault("socket_timeout", 1)
 
 # --- Authentication (README "Roles"; ENGINEERING.md 3.2 V6) ---------------------------------
 AUTHENTICATION_BACKENDS = [
@@ -180,9 +198,13 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
 # The source address is REMOTE_ADDR, or the proxy's X-Forwarded-For behind BEHIND_TLS_PROXY.
+# CLIENT_IP_PROXY_COUNT: the proxies in front that append to X-Forwarded-For; the client is
+# the address the nearest one saw (apps/ops/clientip.py: TEEP rate limits, audit rows).
+CLIENT_IP_PROXY_COUNT = 0
 if env.bool("BEHIND_TLS_PROXY", default=False):
+    CLIENT_IP_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=1)
     AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
-    AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=1)
+    AXES_IPWARE_PROXY_COUNT = CLIENT_IP_PROXY_COUNT
 else:
     AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 # TOTP second factor (django-otp): required for superusers and the roles listed in
@@ -240,6 +262,15 @@ SESSION_COOKIE_SAMESITE = "Strict"
 SESSION_COOKIE_AGE = 8 * 3600
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 X_FRAME_OPTIONS = "DENY"
+# Portal pages (admin, accounts, API docs) run only our own scripts: the admin has no inline
+# script, the Swagger UI loads its initializer as a file (SpectacularSwaggerSplitView).
+# Inline styles stay allowed (the admin, the dashboard's SVG charts and the TOTP page use
+# style attributes). The TEEP endpoint sends its own default-src 'none'.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
@@ -265,6 +296,9 @@ TAM_DATA_ENCRYPTION_KEY_FILE = env.list("TAM_DATA_ENCRYPTION_KEY_FILE", default=
 TEEP_MAX_BODY_BYTES = env.int("TEEP_MAX_BODY_BYTES", default=1 << 20)
 TEEP_TOKEN_LIFETIME_SECONDS = env.int("TEEP_TOKEN_LIFETIME_SECONDS", default=6 * 3600)
 TEEP_MAX_OUTSTANDING_TOKENS_PER_DEVICE = env.int("TEEP_MAX_OUTSTANDING_TOKENS_PER_DEVICE", default=8)
+# Unbound QueryRequest tokens (empty POSTs) one source address may hold; past it beat expires
+# the oldest every minute. Generous: many devices may share an address behind NAT. 0 = no cap.
+TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE = env.int("TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE", default=1000)
 # After ERR_TEMPORARY_ERROR, nothing new is sent to the device for this long (TEEP 4.6).
 TEEP_TEMPORARY_ERROR_BACKOFF_SECONDS = env.int("TEEP_TEMPORARY_ERROR_BACKOFF_SECONDS", default=300)
 # The same version is offered to a device at most this many times after it failed.
@@ -324,6 +358,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.policies.tasks.sweep_queued_actions",
         "schedule": 60.0,
     },
+    # Keeps what empty POSTs leave behind bounded (TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE).
+    "cap-unbound-teep-tokens-per-source": {
+        "task": "apps.tam.tasks.cap_unbound_tokens_per_source",
+        "schedule": 60.0,
+    },
+    # Used attestation challenges older than any token can be forgotten.
+    "purge-used-attestation-challenges": {
+        "task": "apps.attestation.tasks.purge_used_challenges",
+        "schedule": 24 * 3600.0,
+    },
 }
 
 # --- REST framework ---------------------------------------------------------------------
@@ -353,8 +397,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
-    # Swagger UI from our static files (drf-spectacular-sidecar): no CDN.
+    # Swagger UI from our static files (drf-spectacular-sidecar): no CDN, and no call to the
+    # public validator (it would send the schema's URL away; CONTENT_SECURITY_POLICY blocks it).
     "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Several models have a "kind" field with different choices: name each enum.
@@ -365,12 +411,34 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- Operations: health, metrics (apps/ops; README "Operations") ---------------------------
+# /metrics answers only when enabled; with a token, only `Authorization: Bearer <token>`.
+# With several gunicorn workers set PROMETHEUS_MULTIPROC_DIR (read by prometheus-client).
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=False)
+METRICS_TOKEN = env_secret("METRICS_TOKEN", default="")
+# Gauges the apps compute at scrape time (callables returning Prometheus metric families).
+METRICS_COLLECTORS = ["apps.policies.metrics.compromise_fanout"]
+
 # --- Logging: structured enough to grep; never message bodies, keys or tokens ----------
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message, request_id).
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be 'plain' or 'json'")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "apps.ops.logs.JsonFormatter"},
+    },
+    "filters": {"request_id": {"()": "apps.ops.logs.RequestIdFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     # django-axes announces itself at every start (stderr of every management command).
     "loggers": {"axes.apps": {"level": "WARNING"}},

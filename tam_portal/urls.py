@@ -5,6 +5,10 @@ admin.site.site_header = "tam-portal: Trusted Application Manager"
 admin.site.site_title = "tam-portal"
 admin.site.index_title = "Fleet overview"
 
+# Every uncaught failure: 503 with Retry-After when a backend is unreachable, else 500
+# (apps/ops/errors.py). /tam maps its own failures the same way.
+handler500 = "apps.ops.errors.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("apps.accounts.urls")),

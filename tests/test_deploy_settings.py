@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_manage(*args, **env_overrides):
     # Nothing of the test process leaks in (browser tests set DJANGO_ALLOW_ASYNC_UNSAFE).
-    leaked = ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    leaked = ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE", "TAM_TEST_MODE")
     env = {k: v for k, v in os.environ.items() if k not in leaked}
     env.update(env_overrides)
     return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env,

@@ -13,9 +13,12 @@ DOMAIN = {"accounts", "attestation", "audit", "components", "dashboard", "device
 ALLOWED = {
     "teep.wire": set(),  # the wire format: plain Python, nothing of the project
     "teep": {"teep.wire"},  # tokens, TAM keys, inspectors: below the domain apps
-    **{app: {"teep", "teep.wire"} | DOMAIN for app in DOMAIN},
-    "tam": {"teep", "teep.wire"} | DOMAIN,  # the engine, on top
-    "api": {"teep", "teep.wire"} | DOMAIN,
+    # Operations (faults, metrics, client address, logs, health): infrastructure that every
+    # app may use and that imports none of them (apps report metrics through settings).
+    "ops": set(),
+    **{app: {"teep", "teep.wire", "ops"} | DOMAIN for app in DOMAIN},
+    "tam": {"teep", "teep.wire", "ops"} | DOMAIN,  # the engine, on top
+    "api": {"teep", "teep.wire", "ops"} | DOMAIN,
     "agent": {"teep.wire"},  # talks to the TAM over HTTP only (its commands may read TAM keys)
 }
 

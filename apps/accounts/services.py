@@ -130,6 +130,47 @@ def create_user(
     return user
 
 
+# --- deactivation (DESIGN.md decision 12) ---------------------------------------------------
+
+
+def audit_history_counts(users) -> dict[int, int]:
+    """{user id: audit rows naming the user as actor} for those of `users` that have any."""
+    from django.db.models import Count
+
+    from apps.audit.models import AuditEvent
+
+    rows = (
+        AuditEvent.objects.filter(actor__in=users)
+        .order_by()
+        .values("actor")
+        .annotate(n=Count("id"))
+        .values_list("actor", "n")
+    )
+    return dict(rows)
+
+
+@transaction.atomic(durable=True)
+def deactivate_user(user, *, actor, request=None) -> bool:
+    """Deactivate an account instead of deleting it: the audit trail keeps naming the user, who
+    can no longer log in or use an API token. False when it was already inactive."""
+    if actor is not None and user.pk == actor.pk:
+        raise AccountError("you cannot deactivate your own account")
+    locked = type(user).objects.select_for_update().get(pk=user.pk)
+    if not locked.is_active:
+        return False
+    locked.is_active = False
+    locked.save(update_fields=["is_active"])
+    record_operator_action(
+        actor=actor,
+        action="account.deactivated",
+        obj=locked,
+        before={"is_active": True},
+        after={"is_active": False},
+        request=request,
+    )
+    return True
+
+
 def role_names(user) -> set[str]:
     return set(user.groups.values_list("name", flat=True))
 

@@ -40,6 +40,7 @@ from apps.attestation.models import (
 )
 from apps.audit.services import record_operator_action, record_system_event
 from apps.devices.models import Device
+from apps.ops import metrics
 from apps.teep.wire import eat
 from apps.teep.wire.eat import AttestationError
 from apps.teep.wire.keys import TeepKey, load_public_key
@@ -167,13 +168,14 @@ def _run_verifier(
     except AttestationError as exc:
         return _failed(str(exc), backend=verifier.name, agent_key=agent_key, challenge=challenge)
     try:
-        return verifier.appraise(
-            evidence=evidence,
-            media_type=media_type,
-            challenge=challenge,
-            agent_key=agent_key,
-            challenge_expires_at=challenge_expires_at,
-        )
+        with metrics.time_verifier(verifier.name, unavailable=VerifierUnavailable):
+            return verifier.appraise(
+                evidence=evidence,
+                media_type=media_type,
+                challenge=challenge,
+                agent_key=agent_key,
+                challenge_expires_at=challenge_expires_at,
+            )
     except VerifierProtocolError as exc:
         log.error("attestation verifier protocol error: %s", exc)
         return _failed(

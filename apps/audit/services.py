@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from apps.audit.models import AuditEvent
+from apps.ops import metrics
+from apps.ops.clientip import client_ip
 
 
 def _client_ip(request) -> str | None:
     if request is None:
         return None
-    return request.META.get("REMOTE_ADDR") or None
+    return client_ip(request)
 
 
 def record_operator_action(
@@ -57,8 +59,9 @@ def record_exchange(
     detail: dict[str, Any] | None = None,
     source_ip: str | None = None,
 ) -> AuditEvent:
-    """One TEEP exchange: message types in and out, token id, sizes, duration, why dropped."""
-    return AuditEvent.objects.create(
+    """One TEEP exchange: message types in and out, token id, sizes, duration, why dropped.
+    Also counted for Prometheus (apps/ops/metrics.py): every exchange passes here."""
+    event = AuditEvent.objects.create(
         kind=AuditEvent.Kind.TEEP_EXCHANGE,
         action=action,
         outcome=outcome,
@@ -67,9 +70,19 @@ def record_exchange(
         detail=detail or {},
         source_ip=source_ip,
     )
+    duration_ms = (detail or {}).get("duration_ms")
+    metrics.count_exchange(
+        message=action.removeprefix("teep."),
+        outcome=outcome,
+        reason=reason,
+        seconds=duration_ms / 1000 if isinstance(duration_ms, int | float) else None,
+    )
+    return event
 
 
-def record_system_event(*, action: str, outcome: str = "ok", reason: str = "", detail=None, obj=None) -> AuditEvent:
+def record_system_event(
+    *, action: str, outcome: str = "ok", reason: str = "", detail=None, obj=None
+) -> AuditEvent:
     return AuditEvent.objects.create(
         kind=AuditEvent.Kind.SYSTEM,
         action=action,

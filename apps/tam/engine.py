@@ -58,7 +58,8 @@ def process_connect(*, numbering: Numbering, source_ip: str | None = None) -> Ta
     exchange = Exchange(numbering, source_ip, 0)
     _check_source_rate(source_ip)
     with transaction.atomic():
-        body, token = outgoing.query_request(numbering, suites=ciphersuites.TAM_OFFERED_SUITES, now=timezone.now())
+        body, token = outgoing.query_request(numbering, suites=ciphersuites.TAM_OFFERED_SUITES, now=timezone.now(),
+                                             source_ip=source_ip)
         exchange.detail["token"] = tokens.reference(token)
         return exchange.answer(body, "query-request", message_type="query-request")
 

@@ -19,10 +19,11 @@ DEFAULT_DATA_ITEMS = messages.TRUSTED_COMPONENTS | messages.SUIT_REPORTS
 
 
 def query_request(numbering: Numbering, *, suites, now, attestation_payload=None,
-                  attestation_payload_format=None) -> tuple[bytes, bytes]:
+                  attestation_payload_format=None, source_ip=None) -> tuple[bytes, bytes]:
     """Build, sign and record a QueryRequest with a fresh, not yet bound token. With several
     suites (nothing known of the agent) it is a COSE_Sign with a signature per algorithm;
-    with one, a COSE_Sign1 (8.1). Returns (signed body, token)."""
+    with one, a COSE_Sign1 (8.1). Returns (signed body, token). `source_ip`: who asked (the
+    per-source cap on unbound tokens counts by it)."""
     token = tokens.new_value()
     request = messages.QueryRequest(
         token=token,
@@ -41,7 +42,7 @@ def query_request(numbering: Numbering, *, suites, now, attestation_payload=None
     else:
         body = cose.sign(payload, [(keys.signing_key_for(alg), alg) for alg in algs])
     tokens.issue(tokens.Kind.QUERY_REQUEST, numbering=numbering.name, now=now, value=token,
-                 data_item_requested=DEFAULT_DATA_ITEMS)
+                 data_item_requested=DEFAULT_DATA_ITEMS, source_ip=source_ip)
     return body, token
 
 

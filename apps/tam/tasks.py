@@ -6,3 +6,8 @@ from apps.tam import housekeeping
 @shared_task(acks_late=True, ignore_result=True)
 def expire_unanswered_requests() -> dict:
     return housekeeping.expire_unanswered_requests()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def cap_unbound_tokens_per_source() -> dict:
+    return housekeeping.cap_unbound_tokens_per_source()

@@ -6,7 +6,6 @@ no cookies, no DRF authentication."""
 import logging
 
 from django.conf import settings
-from django.db import DatabaseError
 from django.http import HttpResponse
 from rest_framework import exceptions
 from rest_framework.parsers import BaseParser
@@ -14,13 +13,15 @@ from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer
 from rest_framework.views import APIView
 
+from apps.ops import metrics
+from apps.ops.clientip import client_ip
+from apps.ops.faults import BACKEND_RETRY_AFTER_SECONDS, unavailable_backend
 from apps.tam import engine
 from apps.teep.wire.numbering import CURRENT
 
 logger = logging.getLogger(__name__)
 
 TEEP_MEDIA_TYPE = "application/teep+cbor"
-BACKEND_RETRY_AFTER_SECONDS = 30
 
 
 class BodyTooLarge(exceptions.APIException):
@@ -72,7 +73,7 @@ class TeepView(APIView):
         if declared and declared.isdigit() and int(declared) > settings.TEEP_MAX_BODY_BYTES:
             raise BodyTooLarge()
         body = request.data if isinstance(request.data, bytes) else b""
-        source_ip = request.META.get("REMOTE_ADDR")
+        source_ip = client_ip(request)
         if body:
             answer = engine.process_teep_message(body, numbering=self.numbering, source_ip=source_ip)
         else:
@@ -87,6 +88,15 @@ class TeepView(APIView):
         return response
 
     def handle_exception(self, exc):
+        response = self._answer_for(exc)
+        # Exchanges the TAM answered are counted with their audit row; these wrote none.
+        outcome = {429: "rate-limited", 503: "unavailable", 500: "error"}.get(
+            response.status_code, "rejected"
+        )
+        metrics.count_exchange(message=self._message_kind(), outcome=outcome)
+        return response
+
+    def _answer_for(self, exc):
         if isinstance(exc, exceptions.MethodNotAllowed):
             return _bare(405, Allow="POST")
         if isinstance(exc, exceptions.UnsupportedMediaType):
@@ -101,9 +111,19 @@ class TeepView(APIView):
             logger.warning("TEEP rate limit hit (%s)", exc.scope)
             return _bare(429, Retry_After=exc.retry_after)
         if isinstance(exc, engine.TamUnavailable):
+            metrics.count_backend_unavailable(exc.backend)
             return _bare(503, Retry_After=exc.retry_after)
-        if isinstance(exc, DatabaseError):
-            logger.error("TEEP request failed: database unavailable: %s", exc.__class__.__name__)
+        # Only an unreachable backend is "retry later"; an IntegrityError or ProgrammingError
+        # is a bug, and a 503 would make agents retry it forever (apps/ops/faults.py).
+        backend = unavailable_backend(exc)
+        if backend is not None:
+            logger.error("TEEP request failed: %s unreachable: %s", backend, exc.__class__.__name__)
+            metrics.count_backend_unavailable(backend)
             return _bare(503, Retry_After=BACKEND_RETRY_AFTER_SECONDS)
         logger.exception("TEEP request failed unexpectedly")
         return _bare(500)
+
+    def _message_kind(self) -> str:
+        """"connect" for an empty POST; the type of a message is not known at this point."""
+        declared = self.request.META.get("CONTENT_LENGTH") if self.request else None
+        return "connect" if not declared or declared == "0" else "other"

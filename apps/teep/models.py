@@ -23,6 +23,9 @@ class TeepToken(models.Model):
         "devices.Device", null=True, blank=True, on_delete=models.CASCADE, related_name="tokens"
     )
     numbering = models.CharField(max_length=20)
+    # Who asked for an unbound QueryRequest token (an empty POST): the per-source cap of
+    # TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE (apps/teep/tokens.py, on beat) counts by it.
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
     # What the QueryRequest asked for (data-item-requested bits), to check the answer (7.1.1).
     data_item_requested = models.PositiveIntegerField(default=0)
     issued_at = models.DateTimeField(auto_now_add=True)

@@ -13,7 +13,7 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Count, Q
 
 from apps.teep.models import TeepToken
 
@@ -34,7 +34,7 @@ def reference(value: bytes) -> str:
 
 
 def issue(kind: str, *, numbering: str, now, device=None, data_item_requested: int = 0,
-          value: bytes | None = None) -> TeepToken:
+          value: bytes | None = None, source_ip: str | None = None) -> TeepToken:
     """Store a fresh token (or challenge). Update tokens are bound to their device; past the
     per-device cap the oldest outstanding request of that device is discarded (TEEP 7.1
     allows it)."""
@@ -52,6 +52,7 @@ def issue(kind: str, *, numbering: str, now, device=None, data_item_requested: i
         numbering=numbering,
         data_item_requested=data_item_requested,
         expires_at=now + timedelta(seconds=settings.TEEP_TOKEN_LIFETIME_SECONDS),
+        source_ip=source_ip,
     )
 
 
@@ -99,3 +100,21 @@ def close_update_tokens(device, *, issued_before, now) -> int:
     return TeepToken.objects.filter(
         device=device, kind=Kind.UPDATE, issued_at__lt=issued_before
     ).outstanding(now).update(expires_at=now)
+
+
+def expire_unbound_past_cap(*, cap: int, now) -> dict:
+    """Expire the oldest outstanding unbound QueryRequest tokens of every source address that
+    holds more than `cap` (apps/tam/housekeeping.py schedules it); cap <= 0: nothing."""
+    if cap <= 0:
+        return {"tokens_expired": 0, "sources": 0}
+    unbound = TeepToken.objects.filter(
+        kind=Kind.QUERY_REQUEST, device__isnull=True, source_ip__isnull=False
+    ).outstanding(now)
+    crowded = unbound.order_by().values("source_ip").annotate(n=Count("id")).filter(n__gt=cap)
+    expired = sources = 0
+    for row in crowded:
+        oldest = unbound.filter(source_ip=row["source_ip"]).order_by("issued_at", "id")
+        excess = list(oldest.values_list("pk", flat=True)[: row["n"] - cap])
+        expired += TeepToken.objects.filter(pk__in=excess).outstanding(now).update(expires_at=now)
+        sources += 1
+    return {"tokens_expired": expired, "sources": sources}
