@@ -351,6 +351,18 @@ class DeviceAdmin(admin.ModelAdmin):
             link, rows,
         )
 
+    def save_model(self, request, obj, form, change):
+        """Only name and tags are editable; the service writes and audits them."""
+        services.update_device_labels(
+            obj, name=form.cleaned_data.get("name", obj.name), tags=form.cleaned_data.get("tags", []),
+            actor=request.user, request=request,
+        )
+
+    def save_related(self, request, form, formsets, change):
+        """Tags are set by the service; the inlines are read-only."""
+        for formset in formsets:  # saves nothing, but the admin's change message reads them
+            self.save_formset(request, form, formset, change=change)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         device = Device.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
         extra = {}

@@ -466,3 +466,21 @@ def unretire_device(device: Device, *, actor, reason: str, request=None) -> Devi
         detail={"reopened_actions": reopened},
     )
     return device
+
+
+@transaction.atomic
+def update_device_labels(device: Device, *, name: str, tags, actor, request=None) -> Device:
+    """An operator renames a device or changes its tags (the admin's device form); audited.
+    Tags decide group membership, so this can change what policy asks of the device."""
+    device = lock_device(device.pk)
+    before = {"name": device.name, "tags": sorted(device.tags.values_list("name", flat=True))}
+    device.name = name
+    device.save(update_fields=["name"])
+    device.tags.set(list(tags))
+    after = {"name": device.name, "tags": sorted(t.name for t in tags)}
+    if after != before:
+        record_operator_action(
+            actor=actor, action="device.change", obj=device, device_kid=device.kid, request=request,
+            before=before, after=after,
+        )
+    return device

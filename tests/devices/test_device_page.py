@@ -1,6 +1,7 @@
 """The device page and list for people: names instead of numbers and hex, the path to the
 device's whole history, and an old error shown as resolved once a later exchange succeeded."""
 
+import re
 from datetime import timedelta
 from unittest import mock
 from urllib.parse import quote
@@ -109,3 +110,22 @@ def test_device_states_are_coloured_badges(device, viewer):
     client = viewer
     listing = client.get(reverse("admin:devices_device_changelist")).content.decode()
     assert '<span class="badge badge-ok">Active</span>' in listing
+
+
+def test_renaming_and_retagging_a_device_in_the_admin_is_audited(device):
+    from apps.audit.models import AuditEvent
+    from apps.devices.models import Tag
+
+    client, user = client_for(roles.OPERATOR)
+    eu = Tag.objects.create(name="fleet-eu")
+    url = reverse("admin:devices_device_change", args=[device.pk])
+    management = dict(re.findall(r'name="([\w-]+-(?:TOTAL|INITIAL|MIN_NUM|MAX_NUM)_FORMS)" value="(\d+)"',
+                                 client.get(url).content.decode()))
+    response = client.post(url, {"name": "lab-7b", "tags": [eu.pk], **management})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    device.refresh_from_db()
+    assert device.name == "lab-7b" and list(device.tags.values_list("name", flat=True)) == ["fleet-eu"]
+    event = AuditEvent.objects.get(action="device.change")
+    assert event.actor == user and event.device_kid == device.kid
+    assert event.detail["before"] == {"name": "lab-7", "tags": []}
+    assert event.detail["after"] == {"name": "lab-7b", "tags": ["fleet-eu"]}
