@@ -62,7 +62,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "axes",
     "django_otp",
-    "apps.accounts.apps.TotpDevicesConfig",  # django_otp.plugins.otp_totp, named for people
+    "apps.accounts.totp_app.TotpDevicesConfig",  # django_otp.plugins.otp_totp, named for people
     "apps.audit",
     "apps.components",
     "apps.personalization",

@@ -1,6 +1,5 @@
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
-from django_otp.plugins.otp_totp.apps import DefaultConfig as OTPTotpConfig
 
 
 class AccountsConfig(AppConfig):
@@ -22,9 +21,3 @@ def _sync_roles_after_migrate(sender, *, using, apps=None, **kwargs):
 
     sync_roles(apps=apps or global_apps, using=using)
 
-
-class TotpDevicesConfig(OTPTotpConfig):
-    """django-otp's TOTP devices under a name people read in the admin's app list (its own
-    default is the label, "Otp_Totp")."""
-
-    verbose_name = "Second factor (authenticator apps)"

@@ -58,6 +58,16 @@ def test_the_totp_app_has_a_name_people_read():
     assert "Otp_Totp" not in html and "OTP_TOTP" not in html
 
 
+def test_renaming_the_totp_app_keeps_the_accounts_app_config():
+    """Its ready() hooks the roles' sync after every migrate (and test flush)."""
+    from django.apps import apps
+
+    from apps.accounts.apps import AccountsConfig
+
+    assert type(apps.get_app_config("accounts")) is AccountsConfig
+    assert apps.get_app_config("otp_totp").verbose_name == "Second factor (authenticator apps)"
+
+
 def test_console_pages_carry_no_inline_style_or_script():
     """A Content-Security-Policy without 'unsafe-inline' must not break the console."""
     client, _ = client_for(roles.ADMINISTRATOR)
