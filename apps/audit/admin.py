@@ -219,12 +219,10 @@ class AuditEventAdmin(admin.ModelAdmin):
     """Read-only for everybody, superusers included."""
 
     list_display = (
-        "created_at",
-        "kind",
+        "when",
         "action",
         "outcome_badge",
-        "actor_name",
-        "device_link",
+        "who",
         "object_repr",
         "summary",
     )
@@ -252,9 +250,21 @@ class AuditEventAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    @admin.display(description="time (UTC)", ordering="created_at")
+    def when(self, event):
+        return timezone.localtime(event.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
     @admin.display(description="outcome", ordering="outcome")
     def outcome_badge(self, event):
         return state_badge("outcome", event.outcome)
+
+    @admin.display(description="who")
+    def who(self, event):
+        """The operator who acted, the device concerned, or both."""
+        device = self.device_link(event) if event.device_kid else ""
+        if event.actor_name and device:
+            return format_html("{} <span class='quiet'>on</span> {}", event.actor_name, device)
+        return event.actor_name or device or "—"
 
     @admin.display(description="device", ordering="device_kid")
     def device_link(self, event):

@@ -81,13 +81,19 @@ class ReadOnlyInline(admin.TabularInline):
 
 class InstalledComponentInline(ReadOnlyInline):
     model = InstalledComponent
-    fields = ("component_readable", "version", "sequence_number", "image_digest", "updated_at")
+    fields = ("component_readable", "version", "sequence_number", "digest", "updated_at")
     readonly_fields = fields
     verbose_name_plural = "Installed components"
 
     @admin.display(description="component id")
     def component_readable(self, row):
         return readable_component(row.component_key)
+
+    @admin.display(description="image digest (SHA-256)")
+    def digest(self, row):
+        if not row.image_digest:
+            return "—"
+        return format_html('<code title="{}">{}…</code>', row.image_digest, row.image_digest[:16])
 
 
 class DeliveryInline(ReadOnlyInline):
