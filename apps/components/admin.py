@@ -9,8 +9,6 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from apps.components import services
-from apps.dashboard import rollout
-from apps.dashboard.badges import state_badge
 from apps.components.forms import (
     ConfirmWithReasonForm,
     ReleaseForm,
@@ -20,6 +18,8 @@ from apps.components.forms import (
     UploadForm,
 )
 from apps.components.models import ComponentVersion, SignerKey, TCSigner, TrustedComponent
+from apps.dashboard import rollout
+from apps.dashboard.badges import state_badge
 from apps.teep.wire.errors import SuitError
 
 ENVELOPE_MEDIA_TYPE = "application/suit-envelope+cose"  # SUIT manifest 11.9

@@ -17,8 +17,14 @@ from apps.teep.wire.errors import WireError
 from apps.teep.wire.numbering import CURRENT, NUMBERINGS
 
 # COSE structure tags used as the first element of a TEEP cipher-suite operation (TEEP 8.1).
-COSE_TYPE_NAMES = {18: "COSE_Sign1", 98: "COSE_Sign", 16: "COSE_Encrypt0", 96: "COSE_Encrypt",
-                   17: "COSE_Mac0", 97: "COSE_Mac"}
+COSE_TYPE_NAMES = {
+    18: "COSE_Sign1",
+    98: "COSE_Sign",
+    16: "COSE_Encrypt0",
+    96: "COSE_Encrypt",
+    17: "COSE_Mac0",
+    97: "COSE_Mac",
+}
 
 
 def algorithm_label(alg) -> str:
@@ -43,9 +49,11 @@ def cipher_suites_label(suites) -> str:
     shown = []
     for suite in suites or []:
         try:
-            shown.append(" + ".join(
-                f"{COSE_TYPE_NAMES.get(op[0], op[0])} {algorithm_label(op[1])}" for op in suite
-            ))
+            shown.append(
+                " + ".join(
+                    f"{COSE_TYPE_NAMES.get(op[0], op[0])} {algorithm_label(op[1])}" for op in suite
+                )
+            )
         except (TypeError, IndexError, KeyError):
             shown.append(str(suite))
     return "; ".join(shown) or "—"
@@ -73,7 +81,9 @@ class CatalogueNames:
         ids = {v for v in version_ids if isinstance(v, int) and v not in self.versions}
         if keys:
             self.components.update(
-                TrustedComponent.objects.filter(component_id__in=keys).values_list("component_id", "name")
+                TrustedComponent.objects.filter(component_id__in=keys).values_list(
+                    "component_id", "name"
+                )
             )
         if ids:
             for pk, name, label, state in ComponentVersion.objects.filter(pk__in=ids).values_list(
@@ -121,15 +131,20 @@ def readable_detail(detail: dict, names: CatalogueNames) -> dict:
                 {
                     **{k: v for k, v in e.items() if k not in ("component", "version")},
                     "component": names.component(e.get("component", "")),
-                    **({"version": names.version(e["version"]) or e["version"]}
-                       if e.get("version") is not None else {}),
+                    **(
+                        {"version": names.version(e["version"]) or e["version"]}
+                        if e.get("version") is not None
+                        else {}
+                    ),
                 }
-                if isinstance(e, dict) else e
+                if isinstance(e, dict)
+                else e
                 for e in entries
             ]
     if "err_code" in detail and isinstance(detail.get("err_code"), int):
-        shown["err_code"] = error_label(detail["err_code"], detail.get("err_name", ""),
-                                        detail.get("numbering", ""))
+        shown["err_code"] = error_label(
+            detail["err_code"], detail.get("err_name", ""), detail.get("numbering", "")
+        )
     return shown
 
 

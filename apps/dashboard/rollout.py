@@ -118,9 +118,9 @@ def version_rollout(version: ComponentVersion) -> Rollout:
             ):
                 targeting |= Q(pk__in=resolution.members(policy.group).values("pk"))
     reached = Q(pk__in=InstalledComponent.objects.filter(version=version).values("device_id")) | Q(
-        pk__in=DeliveryItem.objects.filter(
-            version=version, kind=DeliveryItem.Kind.INSTALL
-        ).values("device_id")
+        pk__in=DeliveryItem.objects.filter(version=version, kind=DeliveryItem.Kind.INSTALL).values(
+            "device_id"
+        )
     )
     population = Device.objects.filter(targeting | reached if targeting else reached)
     since = version.released_at or version.created_at
@@ -192,7 +192,7 @@ def rollout_devices(rollout: Rollout, state: str) -> QuerySet:
 
 
 def rollout_from_key(key: str) -> Rollout | None:
-    """"policy-12" or "version-7" (the device list's filter value), None when unknown."""
+    """ "policy-12" or "version-7" (the device list's filter value), None when unknown."""
     kind, _, pk = (key or "").partition("-")
     if not pk.isdigit() or len(pk) > 18:
         return None

@@ -24,8 +24,12 @@ pytestmark = pytest.mark.django_db
 
 def deliver(device, version, state):
     return DeliveryItem.objects.create(
-        device=device, kind="install", state=state, component_key=version.component.component_id,
-        version=version, reason="ERR_MANIFEST_PROCESSING_FAILED: boom" if state == "failed" else "",
+        device=device,
+        kind="install",
+        state=state,
+        component_key=version.component.component_id,
+        version=version,
+        reason="ERR_MANIFEST_PROCESSING_FAILED: boom" if state == "failed" else "",
     )
 
 
@@ -70,7 +74,12 @@ def rolling():
 def test_each_member_is_counted_in_exactly_one_state(rolling):
     counts = rollout.rollout_counts(rollout.policy_rollout(rolling["policy"]))
     assert counts == {
-        "total": 5, "installed": 1, "pending": 1, "failed": 1, "not_contacted": 1, "not_offered": 1,
+        "total": 5,
+        "installed": 1,
+        "pending": 1,
+        "failed": 1,
+        "not_contacted": 1,
+        "not_offered": 1,
     }
 
 
@@ -104,7 +113,9 @@ def test_holding_a_newer_version_counts_as_installed(rolling):
 def test_counting_costs_the_same_queries_for_a_bigger_fleet(rolling):
     def queries():
         with CaptureQueriesContext(connection) as captured:
-            rollout.rollout_counts(rollout.policy_rollout(Policy.objects.get(pk=rolling["policy"].pk)))
+            rollout.rollout_counts(
+                rollout.policy_rollout(Policy.objects.get(pk=rolling["policy"].pk))
+            )
         return len(captured)
 
     before = queries()
@@ -119,7 +130,10 @@ def test_counting_costs_the_same_queries_for_a_bigger_fleet(rolling):
 @pytest.mark.parametrize("state", rollout.ROLLOUT_STATES)
 def test_the_device_list_filtered_to_a_state_shows_exactly_its_devices(rolling, state):
     client, _ = client_for(roles.VIEWER)
-    url = reverse("admin:devices_device_changelist") + f"?rollout=policy-{rolling['policy'].pk}-{state}"
+    url = (
+        reverse("admin:devices_device_changelist")
+        + f"?rollout=policy-{rolling['policy'].pk}-{state}"
+    )
     page = client.get(url)
     assert page.status_code == 200
     html = page.content.decode()
@@ -129,8 +143,15 @@ def test_the_device_list_filtered_to_a_state_shows_exactly_its_devices(rolling, 
 
 
 @pytest.mark.parametrize(
-    "value", ["policy-999999-failed", "policy-x-failed", "version-1-nonsense", "garbage", "policy--",
-              "version-99999999999999999999999-failed"]
+    "value",
+    [
+        "policy-999999-failed",
+        "policy-x-failed",
+        "version-1-nonsense",
+        "garbage",
+        "policy--",
+        "version-99999999999999999999999-failed",
+    ],
 )
 def test_a_bad_rollout_filter_shows_nothing_and_never_fails(rolling, value):
     client, _ = client_for(roles.VIEWER)

@@ -25,9 +25,13 @@ def device(db):
 
     device = register_agent(public_key_bytes=TeepKey.generate("p256").public_pem(), name="lab-7")
     Device.objects.filter(pk=device.pk).update(
-        signing_alg=-9, numbering="draft-26", last_error_code=11,
-        last_error_name="ERR_MANIFEST_PROCESSING_FAILED", last_error_msg="digest mismatch",
-        agent_cipher_suites=[[[18, -9]], [[18, -19]]], state="active",
+        signing_alg=-9,
+        numbering="draft-26",
+        last_error_code=11,
+        last_error_name="ERR_MANIFEST_PROCESSING_FAILED",
+        last_error_msg="digest mismatch",
+        agent_cipher_suites=[[[18, -9]], [[18, -19]]],
+        state="active",
     )
     device.refresh_from_db()
     return device
@@ -56,13 +60,20 @@ def test_algorithm_cipher_suites_and_error_code_are_named(device, viewer):
 
 
 def test_an_error_code_without_a_recorded_name_is_named_from_the_devices_numbering(device, viewer):
-    Device.objects.filter(pk=device.pk).update(last_error_name="", last_error_code=17, numbering="draft-25")
+    Device.objects.filter(pk=device.pk).update(
+        last_error_name="", last_error_code=17, numbering="draft-25"
+    )
     assert "ERR_MANIFEST_PROCESSING_FAILED (17)" in page(viewer, device)
 
 
 def test_an_error_stays_an_error_until_a_later_exchange_succeeds(device, viewer):
     now = timezone.now()
-    at(now - timedelta(hours=2), action="teep.success", outcome="nothing-due", device_kid=device.kid)
+    at(
+        now - timedelta(hours=2),
+        action="teep.success",
+        outcome="nothing-due",
+        device_kid=device.kid,
+    )
     at(now - timedelta(hours=1), action="teep.error", outcome="nothing-due", device_kid=device.kid)
     html = page(viewer, device)
     assert 'badge-bad">error</span> ERR_MANIFEST_PROCESSING_FAILED (11)' in html
@@ -71,8 +82,12 @@ def test_an_error_stays_an_error_until_a_later_exchange_succeeds(device, viewer)
     at(now - timedelta(minutes=5), action="teep.success", outcome="dropped", device_kid=device.kid)
     assert "resolved" not in page(viewer, device)  # a dropped Success settled nothing
 
-    success = at(now - timedelta(minutes=1), action="teep.success", outcome="nothing-due",
-                 device_kid=device.kid)
+    success = at(
+        now - timedelta(minutes=1),
+        action="teep.success",
+        outcome="nothing-due",
+        device_kid=device.kid,
+    )
     html = page(viewer, device)
     assert 'badge-ok">resolved' in html
     assert f"a later exchange succeeded at {success.created_at:%Y-%m-%d %H:%M} UTC" in html
@@ -100,7 +115,10 @@ def test_an_unnamed_device_reads_as_a_short_label_not_hex(device, viewer):
     Device.objects.filter(pk=device.pk).update(name="")
     device.refresh_from_db()
     label = str(device)
-    assert label == f"agent {device.kid[:4]}-{device.kid[4:8]}, registered {device.registered_at:%Y-%m-%d}"
+    assert (
+        label
+        == f"agent {device.kid[:4]}-{device.kid[4:8]}, registered {device.registered_at:%Y-%m-%d}"
+    )
     client = viewer
     listing = client.get(reverse("admin:devices_device_changelist")).content.decode()
     assert label in listing and "…" not in label
@@ -119,12 +137,18 @@ def test_renaming_and_retagging_a_device_in_the_admin_is_audited(device):
     client, user = client_for(roles.OPERATOR)
     eu = Tag.objects.create(name="fleet-eu")
     url = reverse("admin:devices_device_change", args=[device.pk])
-    management = dict(re.findall(r'name="([\w-]+-(?:TOTAL|INITIAL|MIN_NUM|MAX_NUM)_FORMS)" value="(\d+)"',
-                                 client.get(url).content.decode()))
+    management = dict(
+        re.findall(
+            r'name="([\w-]+-(?:TOTAL|INITIAL|MIN_NUM|MAX_NUM)_FORMS)" value="(\d+)"',
+            client.get(url).content.decode(),
+        )
+    )
     response = client.post(url, {"name": "lab-7b", "tags": [eu.pk], **management})
     assert response.status_code == 302, response.content.decode()[:2000]
     device.refresh_from_db()
-    assert device.name == "lab-7b" and list(device.tags.values_list("name", flat=True)) == ["fleet-eu"]
+    assert device.name == "lab-7b" and list(device.tags.values_list("name", flat=True)) == [
+        "fleet-eu"
+    ]
     event = AuditEvent.objects.get(action="device.change")
     assert event.actor == user and event.device_kid == device.kid
     assert event.detail["before"] == {"name": "lab-7", "tags": []}

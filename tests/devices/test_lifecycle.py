@@ -39,7 +39,9 @@ def test_retiring_records_who_why_and_the_state_before(agent, operator):
     assert device.state == Device.State.RETIRED
     event = AuditEvent.objects.get(action="device.retire")
     assert (event.actor, event.reason, event.device_kid) == (
-        operator, "returned to vendor", device.kid
+        operator,
+        "returned to vendor",
+        device.kid,
     )
     assert event.detail["before"] == {"state": "active"}
     assert event.detail["after"] == {"state": "retired"}
@@ -80,9 +82,7 @@ def test_open_actions_are_cancelled_and_come_back_with_the_device(agent, operato
 
 def test_a_retired_devices_messages_are_dropped_over_http(agent, operator, client):
     services.retire_device(agent.device, actor=operator, reason="decommissioned")
-    request = agent.read(
-        client.post("/tam", data=b"", content_type=TEEP, HTTP_ACCEPT=TEEP).content
-    )
+    request = agent.read(client.post("/tam", data=b"", content_type=TEEP, HTTP_ACCEPT=TEEP).content)
     body = agent.sign(messages.QueryResponse(token=request.token, tc_list=()))
     response = client.post("/tam", data=body, content_type=TEEP, HTTP_ACCEPT=TEEP)
     assert response.status_code == 204 and response.content == b""
@@ -92,9 +92,7 @@ def test_a_retired_devices_messages_are_dropped_over_http(agent, operator, clien
     assert device.last_contact_at is None  # nothing recorded from a dropped exchange
 
     services.unretire_device(device, actor=operator, reason="back in the lab")
-    request = agent.read(
-        client.post("/tam", data=b"", content_type=TEEP, HTTP_ACCEPT=TEEP).content
-    )
+    request = agent.read(client.post("/tam", data=b"", content_type=TEEP, HTTP_ACCEPT=TEEP).content)
     body = agent.sign(messages.QueryResponse(token=request.token, tc_list=()))
     assert client.post("/tam", data=body, content_type=TEEP, HTTP_ACCEPT=TEEP).status_code == 204
     assert Device.objects.get(pk=device.pk).last_contact_at is not None
@@ -106,7 +104,9 @@ def test_a_retired_devices_messages_are_dropped_over_http(agent, operator, clien
 def test_api_retire_and_unretire(agent):
     client, user = token_client(roles.OPERATOR)
     url = f"/api/v1/devices/{agent.device.pk}/"
-    response = client.post(url + "retire/", {"reason": "end of life"}, content_type="application/json")
+    response = client.post(
+        url + "retire/", {"reason": "end of life"}, content_type="application/json"
+    )
     assert response.status_code == 200, response.content
     assert response.json()["state"] == "retired"
     assert AuditEvent.objects.get(action="device.retire").actor == user
@@ -123,7 +123,9 @@ def test_api_retire_and_unretire(agent):
 def test_api_retire_needs_the_change_device_permission(agent):
     client, _ = token_client(roles.VIEWER)
     response = client.post(
-        f"/api/v1/devices/{agent.device.pk}/retire/", {"reason": "x"}, content_type="application/json"
+        f"/api/v1/devices/{agent.device.pk}/retire/",
+        {"reason": "x"},
+        content_type="application/json",
     )
     assert response.status_code == 403
     assert Device.objects.get(pk=agent.device.pk).state == Device.State.REGISTERED
@@ -162,7 +164,9 @@ def test_admin_device_page_offers_retire_or_unretire(agent):
 def test_viewers_get_no_retire_button_and_no_retire_page(agent):
     client, _ = client_for(roles.VIEWER)
     page = client.get(reverse("admin:devices_device_change", args=[agent.device.pk]))
-    assert reverse("admin:devices_device_retire", args=[agent.device.pk]) not in page.content.decode()
+    assert (
+        reverse("admin:devices_device_retire", args=[agent.device.pk]) not in page.content.decode()
+    )
     url = reverse("admin:devices_device_retire", args=[agent.device.pk])
     assert client.get(url).status_code == 403
     assert client.post(url, {"reason": "x"}).status_code == 403
@@ -170,7 +174,9 @@ def test_viewers_get_no_retire_button_and_no_retire_page(agent):
 
 
 def test_admin_bulk_retire_action_confirms_with_a_reason(agent):
-    other = services.register_agent(public_key_bytes=TeepKey.generate("p256").public_pem(), name="lab-8")
+    other = services.register_agent(
+        public_key_bytes=TeepKey.generate("p256").public_pem(), name="lab-8"
+    )
     client, _ = client_for(roles.OPERATOR)
     changelist = reverse("admin:devices_device_changelist")
     ids = [str(agent.device.pk), str(other.pk)]
@@ -180,7 +186,12 @@ def test_admin_bulk_retire_action_confirms_with_a_reason(agent):
     assert not Device.objects.filter(state="retired").exists()
     client.post(
         changelist,
-        {"action": "retire_selected", "_selected_action": ids, "confirm": "yes", "reason": "batch 3"},
+        {
+            "action": "retire_selected",
+            "_selected_action": ids,
+            "confirm": "yes",
+            "reason": "batch 3",
+        },
     )
     assert Device.objects.filter(state="retired").count() == 2
     assert AuditEvent.objects.filter(action="device.retire", reason="batch 3").count() == 2

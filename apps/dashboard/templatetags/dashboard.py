@@ -149,8 +149,8 @@ def build_progress(overview: dict) -> dict:
     ]
     compromises = [
         rollout.progress_view(
-            title=c["version"], total=c["total"], done=c["segments"]["removed"], done_label="removed",
-            unit="devices",
+            title=c["version"], total=c["total"], done=c["segments"]["removed"],
+            done_label="removed", unit="devices",
             segments=[
                 (b, rollout.COMPROMISE_LABELS[b], c["segments"][b], rollout.COMPROMISE_TONES[b],
                  f"{actions}?compromise__id__exact={c['id']}&progress={b}")
