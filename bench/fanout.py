@@ -89,14 +89,14 @@ def exchange(agent, version):
     """One RequestPolicyCheck; returns the decoded Update or None."""
     import cbor2
 
-    from apps.teep import tam
+    from apps.tam import engine
     from apps.teep.wire import messages
 
-    answer = tam.process_connect(numbering=agent.numbering, source_ip="192.0.2.1")
+    answer = engine.process_connect(numbering=agent.numbering, source_ip="192.0.2.1")
     request = agent.read(answer.body)
     claims = {0: version.component.component_id_elements,
               3: cbor2.dumps([-16, bytes.fromhex(version.binary_sha256)])}
-    answer = tam.process_teep_message(
+    answer = engine.process_teep_message(
         agent.sign(messages.QueryResponse(token=request.token, tc_list=(claims,))),
         numbering=agent.numbering, source_ip="192.0.2.1",
     )
@@ -114,7 +114,7 @@ def measure(size, exchanges):
     from apps.policies import services
     from apps.policies.models import CompromiseResponse, QueuedAction
     from apps.teep.wire import messages
-    from tests.teep.conftest import SimAgent
+    from tests.tam.conftest import SimAgent
 
     call_command("flush", interactive=False, verbosity=0)
     build_time, (key, device, version, fixed) = timed(lambda: build_fleet(size))
@@ -138,9 +138,9 @@ def measure(size, exchanges):
     assert queued == size, (queued, size)
     removal, update = timed(lambda: exchange(agent, version))
     assert update.unneeded_manifest_list
-    from apps.teep import tam
+    from apps.tam import engine
 
-    tam.process_teep_message(agent.sign(messages.Success(token=update.token)), numbering=agent.numbering)
+    engine.process_teep_message(agent.sign(messages.Success(token=update.token)), numbering=agent.numbering)
     progress = services.compromise_progress(response)
 
     from tests.accounts.helpers import confirmed_totp_device, mark_session_verified

@@ -109,7 +109,7 @@ def crypto_and_cbor_alone(iterations: int) -> float:
     (COSE_Sign, ESP256 + Ed25519), parse+verify+decode the QueryResponse."""
     import cbor2
 
-    from apps.teep import tam
+    from apps.tam import engine
     from apps.teep.tam_keys import tam_keys
     from apps.teep.wire import ciphersuites, cose, messages
     from apps.teep.wire.keys import TeepKey
@@ -125,7 +125,7 @@ def crypto_and_cbor_alone(iterations: int) -> float:
             token=os.urandom(32),
             supported_teep_cipher_suites=ciphersuites.TAM_OFFERED_SUITES,
             supported_suit_cose_profiles=ciphersuites.TAM_SUIT_COSE_PROFILES,
-            data_item_requested=tam.DEFAULT_DATA_ITEMS,
+            data_item_requested=engine.DEFAULT_DATA_ITEMS,
         )
         cose.sign(messages.encode(request), signers)
         messages.decode(cose.verify(cose.parse(response), agent_key.public()))

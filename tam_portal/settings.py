@@ -11,6 +11,7 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -69,6 +70,7 @@ INSTALLED_APPS = [
     "apps.devices",
     "apps.policies",
     "apps.teep",
+    "apps.tam",
     "apps.agent",
     "apps.attestation",
     "apps.api",
@@ -267,6 +269,11 @@ TAM_ATTESTATION_PAYLOAD_FILE = env("TAM_ATTESTATION_PAYLOAD_FILE", default="")
 TAM_ATTESTATION_PAYLOAD_FORMAT = env("TAM_ATTESTATION_PAYLOAD_FORMAT", default="")
 # Where devices fetch payloads from (payload URIs in the SUIT manifests the TAM builds).
 TAM_PUBLIC_BASE_URL = env("TAM_PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# The vendor domain whose UUID5 (SUIT manifest 8.4.8.3) is a new Trusted Component's default
+# vendor id: by default the host of TAM_PUBLIC_BASE_URL.
+TAM_VENDOR_DOMAIN = env("TAM_VENDOR_DOMAIN", default="") or (
+    urlsplit(TAM_PUBLIC_BASE_URL).hostname or "localhost"
+)
 
 # --- Celery ----------------------------------------------------------------------------
 # No broker configured = tasks run in-process (embedded default only).
@@ -286,7 +293,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Run exactly one `celery -A tam_portal beat` in production.
 CELERY_BEAT_SCHEDULE = {
     "expire-unanswered-teep-requests": {
-        "task": "apps.teep.tasks.expire_unanswered_requests",
+        "task": "apps.tam.tasks.expire_unanswered_requests",
         "schedule": 300.0,
     },
     # Delivered actions whose Update went unanswered go back to queued; stalled compromise

@@ -12,5 +12,5 @@ urlpatterns = [
     path("accounts/", include("apps.accounts.urls")),
     path("api/v1/", include("apps.api.urls")),
     path("payloads/", include("apps.components.urls")),
-    path("", include("apps.teep.urls")),
+    path("", include("apps.tam.urls")),
 ]

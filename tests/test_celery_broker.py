@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from apps.devices.models import DeliveryItem, Device
 from apps.teep.models import TeepToken
-from apps.teep.tasks import expire_unanswered_requests
+from apps.tam.tasks import expire_unanswered_requests
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKER = os.environ.get("CELERY_BROKER_URL", "")

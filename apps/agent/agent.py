@@ -21,6 +21,14 @@ Decisions where the drafts leave room:
   supported if the codec accepts an empty array; otherwise they are left out.
 * With the suit-reports bit, the QueryResponse carries one success report per installed
   manifest, with the token as nonce (4.3).
+* SUIT_Envelope_Tagged (107) in manifest-list is installed like an untagged envelope (DESIGN.md
+  decision 11: AttesTAM and tamproto send it).
+* The SUIT vendor / class ids this device matches come from the state folder's identity.json
+  (apps.agent.state); without it every id matches.
+
+Behaviour's legacy knobs make this agent send what agents in the field send; two of them
+(label 5, a forced empty tc-list) write option labels the codec would not, by adding them to
+the encoded payload (`_with_options`): the only CBOR this module touches itself.
 """
 
 from __future__ import annotations
@@ -62,6 +70,9 @@ from .suit_processor import (
 
 MAX_EXCHANGES = 20  # a RequestPolicyCheck that goes on longer than this is a TAM bug
 ES256 = -7
+# selected-teep-cipher-suite: an option label of drafts before -12 or so, removed since; the
+# pre-26 numbering left 5 unassigned for it (apps.teep.wire.numbering).
+LEGACY_SELECTED_CIPHER_SUITE = 5
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -75,9 +86,27 @@ class Behaviour:
         checks passed (SUIT reason operation-failed), leaving nothing installed.
     temporary_error: answer every Update with ERR_TEMPORARY_ERROR instead of processing it.
     tamper_signature: flip a bit in the signature of every message sent.
+
+    Agents in the field (what each emulates; DESIGN.md "Cipher suites and agents from older
+    drafts"):
     omit_kid: no kid in the COSE header (as some older agents do).
     legacy_es256: sign with ES256 (-7) instead of ESP256 (-9), as agents from older drafts do
         (a P-256 key only).
+    legacy_selected_cipher_suite_label: the QueryResponse carries option label 5,
+        selected-teep-cipher-suite (removed from the draft; libteep still sends it), holding the
+        suite this agent signs with, e.g. [[18, -7]]. Pre-26 numbering only: label 5 is
+        selected-version in the current one.
+    empty_tc_list: when trusted-components is requested and nothing is installed, send
+        tc-list [] even if the codec's rules would leave the empty array out (the CDDL says
+        `[+ ...]`; libteep sends []).
+    verify_only_sign1_es256: like libteep, accept only TAM messages that are a COSE_Sign1 signed
+        with ES256 (-7); anything else (the default first QueryRequest, a COSE_Sign with -9 and
+        -19) is dropped without an answer (a P-256 key only).
+    chunked_body: POST with Transfer-Encoding: chunked and no Content-Length.
+    fixed_host: send this Host header whatever the TAM URI says ("example.com", as
+        teep-device does).
+    sign_reports_with_teep_key: sign SUIT reports with the TEEP message key instead of the
+        separate report key (libcsuit linked with libteep does; TEEP 4.5 / 4.6 say they differ).
     """
 
     fail_install_of: frozenset[str] = frozenset()
@@ -85,6 +114,12 @@ class Behaviour:
     tamper_signature: bool = False
     omit_kid: bool = False
     legacy_es256: bool = False
+    legacy_selected_cipher_suite_label: bool = False
+    empty_tc_list: bool = False
+    verify_only_sign1_es256: bool = False
+    chunked_body: bool = False
+    fixed_host: str | None = None
+    sign_reports_with_teep_key: bool = False
 
     def fails_install(self, component_id: Sequence[bytes]) -> bool:
         keys = {component_id_key(component_id), component_id_text(component_id)}
@@ -234,14 +269,24 @@ class TeepAgent:
         self.numbering = numbering_by_name(numbering) if isinstance(numbering, str) else numbering
         self.behaviour = behaviour or Behaviour()
         self.evidence_provider = evidence_provider
-        self.identity = identity or DeviceIdentity()
+        self.identity = identity or self.state.identity()
         self.http_timeout = http_timeout
         self.max_payload = max_payload
         self.key, self.report_key = self.state.load_or_create_keys(key_type)
         # Personalization data arrives encrypted to this key (SUIT firmware encryption 5.2).
         self.encryption_key = self.state.load_or_create_encryption_key()
-        if self.behaviour.legacy_es256 and self.key.kind != "p256":
-            raise ValueError("legacy_es256 needs a P-256 agent key")
+        for knob in ("legacy_es256", "verify_only_sign1_es256"):
+            if getattr(self.behaviour, knob) and self.key.kind != "p256":
+                raise ValueError(f"{knob} needs a P-256 agent key")
+        if (
+            self.behaviour.legacy_selected_cipher_suite_label
+            and LEGACY_SELECTED_CIPHER_SUITE in self.numbering.label_names
+        ):
+            raise ValueError(
+                f"legacy_selected_cipher_suite_label: label {LEGACY_SELECTED_CIPHER_SUITE} is"
+                f" {self.numbering.label_names[LEGACY_SELECTED_CIPHER_SUITE]} in the"
+                f" {self.numbering.name} numbering; use draft-25"
+            )
         # TEEP 8.1: the suite chosen from the last QueryRequest is used in both directions.
         self._selected_alg = self.key.default_algorithm
 
@@ -310,6 +355,11 @@ class TeepAgent:
     def installed_components(self) -> list[InstalledComponent]:
         return self.state.installed()
 
+    def set_identity(self, identity: DeviceIdentity) -> None:
+        """Keep the SUIT vendor / class ids this device matches in its state folder."""
+        self.state.save_identity(identity)
+        self.identity = identity
+
     # --- ProcessTeepMessage -------------------------------------------------------------------
 
     def handle_message(self, data: bytes) -> Reply:
@@ -342,6 +392,14 @@ class TeepAgent:
             signed = cose.parse(data)
         except CoseError as exc:
             raise _Rejected(f"not a COSE_Sign1 / COSE_Sign: {exc}") from None
+        if self.behaviour.verify_only_sign1_es256 and (
+            signed.structure != "COSE_Sign1" or signed.signatures[0].alg != ES256
+        ):
+            algs = ", ".join(str(info.alg) for info in signed.signatures)
+            raise _Rejected(
+                f"this agent verifies only a COSE_Sign1 with ES256 (-7), not a"
+                f" {signed.structure} with alg {algs}"
+            )
         keys = self.state.trust_anchors("tam")
         if not keys:
             raise _Rejected("no TAM key is trusted (add one with add_tam_key)")
@@ -438,7 +496,18 @@ class TeepAgent:
         fields["requested_tc_list"] = requested or None
         fields["unneeded_manifest_list"] = self.state.unrequested() or None
         response = _query_response(fields, self.numbering)
-        return self._reply(received, response)
+        legacy: dict[int, Any] = {}
+        if self.behaviour.legacy_selected_cipher_suite_label:
+            suite = [[ciphersuites.COSE_SIGN1, self._signing_alg()]]
+            legacy[LEGACY_SELECTED_CIPHER_SUITE] = suite
+        if (
+            self.behaviour.empty_tc_list
+            and bits & messages.TRUSTED_COMPONENTS
+            and not installed
+            and response.tc_list is None  # the codec's rules left the empty array out
+        ):
+            legacy[self.numbering.label("tc-list")] = []
+        return self._reply(received, response, legacy)
 
     def _installed_report(self, component: InstalledComponent, token: bytes | None) -> bytes:
         return build_report(
@@ -446,8 +515,14 @@ class TeepAgent:
             manifest_uri=component.reference_uri,
             nonce=token,
             records=[_system_properties(component)],
-            signing_key=self.report_key,
+            **self._report_signer(),
         )
+
+    def _report_signer(self) -> dict[str, Any]:
+        """build_report's signing arguments: the report key, or the TEEP key (a knob)."""
+        if self.behaviour.sign_reports_with_teep_key:
+            return {"signing_key": self.key, "alg": self._signing_alg()}
+        return {"signing_key": self.report_key}
 
     # --- Update (7.2.2) -----------------------------------------------------------------------
 
@@ -588,7 +663,7 @@ class TeepAgent:
             nonce=token,
             records=records,
             failure=report_failure,
-            signing_key=self.report_key,
+            **self._report_signer(),
         )
 
     def _fetch(self, uri: str, expected_size: int | None) -> bytes:
@@ -630,23 +705,28 @@ class TeepAgent:
     def _err(self, name: str) -> int:
         return self.numbering.err_code(name)
 
-    def _fill(self, reply: Reply, message) -> Reply:
-        reply.body = self._sign(message)
+    def _fill(self, reply: Reply, message, legacy_options: dict | None = None) -> Reply:
+        reply.body = self._sign(message, legacy_options)
         reply.sent = messages.message_type_name(message)
         return reply
 
-    def _reply(self, received: str, message) -> Reply:
-        return self._fill(Reply(received, None), message)
+    def _reply(self, received: str, message, legacy_options: dict | None = None) -> Reply:
+        return self._fill(Reply(received, None), message, legacy_options)
 
-    def _sign(self, message) -> bytes:
-        """COSE_Sign1 with our key, kid = RFC 9679 thumbprint in the unprotected header (TEEP 5)."""
-        alg = self._selected_alg
-        if self.behaviour.legacy_es256:
-            alg = ES256
+    def _signing_alg(self) -> int:
+        return ES256 if self.behaviour.legacy_es256 else self._selected_alg
+
+    def _sign(self, message, legacy_options: dict | None = None) -> bytes:
+        """COSE_Sign1 with our key, kid = RFC 9679 thumbprint in the unprotected header (TEEP 5).
+
+        `legacy_options`: option labels to add that the codec does not write (Behaviour)."""
+        payload = messages.encode(message, self.numbering)
+        if legacy_options:
+            payload = _with_options(payload, legacy_options)
         body = cose.sign1(
-            messages.encode(message, self.numbering),
+            payload,
             self.key,
-            alg,
+            self._signing_alg(),
             kid=None if self.behaviour.omit_kid else self.key.kid,
         )
         if self.behaviour.tamper_signature:
@@ -668,7 +748,13 @@ class TeepAgent:
         for _ in range(max_exchanges):
             started = time.monotonic()
             try:
-                answer = transport.post_teep(tam_uri, body, timeout=self.http_timeout)
+                answer = transport.post_teep(
+                    tam_uri,
+                    body,
+                    timeout=self.http_timeout,
+                    chunked=self.behaviour.chunked_body,
+                    host=self.behaviour.fixed_host,
+                )
             except transport.TransportError as exc:
                 elapsed = time.monotonic() - started
                 result.exchanges.append(
@@ -793,6 +879,14 @@ def _query_response(fields: dict, numbering: Numbering) -> messages.QueryRespons
             if name not in ("tc_list", "ext_list") or fields.get(name) != []:
                 raise
             fields[name] = None
+
+
+def _with_options(payload: bytes, extra: dict[int, Any]) -> bytes:
+    """The encoded message with `extra` added to its options map: for the legacy knobs only,
+    which send what the codec refuses to write (label 5, an empty tc-list)."""
+    item = cbor2.loads(payload)
+    item[1].update(extra)
+    return cbor2.dumps(item)
 
 
 def _short(text: str, limit: int = 128) -> str:

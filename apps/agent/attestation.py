@@ -13,7 +13,7 @@ from pathlib import Path
 
 from apps.agent.agent import AttestationEvidence, AttestationRequest
 from apps.agent.state import _write_atomic
-from apps.attestation.evidence import make_evidence
+from apps.teep.wire.evidence import make_evidence
 from apps.teep.wire.keys import TeepKey
 
 ATTESTER_KEY_FILE = "keys/attester.pem"

@@ -14,6 +14,10 @@
                                       names its payload and envelope files and is replaced
                                       last, so a component is either the old one or the new one
     <state>/pending.json              RequestTA / UnrequestTA calls not yet acted on by a TAM
+    <state>/identity.json             optional: the SUIT vendor / class ids this device matches,
+                                      {"vendor-ids": [UUID, ...], "class-ids": [UUID, ...]}
+                                      (an empty or absent list matches any; SUIT manifest
+                                      8.4.8.3: a device MAY match several)
     <state>/downloads/*.part          partial payload downloads (resumed with Range)
 
 An agent folder is used by one agent at a time.
@@ -26,6 +30,7 @@ import json
 import os
 import secrets
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +81,35 @@ class PendingRequest:
 
     component_id: ComponentId
     tc_manifest_sequence_number: int | None = None
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """What condition-vendor-identifier / -class-identifier compare with (SUIT manifest
+    8.4.10.1): the UUIDs (16 bytes each) this device matches; an empty tuple matches any."""
+
+    vendor_ids: tuple[bytes, ...] = ()
+    class_ids: tuple[bytes, ...] = ()
+
+    def __post_init__(self):
+        for name in ("vendor_ids", "class_ids"):
+            ids = tuple(bytes(value) for value in getattr(self, name))
+            if any(len(value) != 16 for value in ids):
+                raise ValueError(f"{name}: a SUIT vendor / class id is a 16-byte UUID")
+            object.__setattr__(self, name, ids)
+
+    def to_json(self) -> dict:
+        return {
+            "vendor-ids": [str(uuid.UUID(bytes=value)) for value in self.vendor_ids],
+            "class-ids": [str(uuid.UUID(bytes=value)) for value in self.class_ids],
+        }
+
+    @classmethod
+    def from_json(cls, document: dict) -> DeviceIdentity:
+        def ids(name: str) -> tuple[bytes, ...]:
+            return tuple(uuid.UUID(str(value)).bytes for value in document.get(name) or ())
+
+        return cls(ids("vendor-ids"), ids("class-ids"))
 
 
 @dataclass(frozen=True)
@@ -286,6 +320,24 @@ class AgentState:
         if key in pending["unrequested"]:
             pending["unrequested"].remove(key)
             self._save_pending(pending)
+
+    # --- SUIT identity -------------------------------------------------------------------------
+
+    @property
+    def identity_path(self) -> Path:
+        return self.root / "identity.json"
+
+    def identity(self) -> DeviceIdentity:
+        """The configured vendor / class ids; without identity.json, a device that matches any."""
+        if not self.identity_path.exists():
+            return DeviceIdentity()
+        try:
+            return DeviceIdentity.from_json(json.loads(self.identity_path.read_text()))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{self.identity_path}: not a device identity ({exc})") from None
+
+    def save_identity(self, identity: DeviceIdentity) -> None:
+        _write_atomic(self.identity_path, json.dumps(identity.to_json(), indent=1).encode())
 
     # --- partial downloads --------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +38,7 @@ from apps.teep.wire.suit import Envelope, SuitDigest, format_component_id, parse
 from apps.teep.wire.suit import constants as c
 from apps.teep.wire.suit.report import ReportFailure, SuitRecord
 
-from .state import ComponentId, StagedComponent
+from .state import ComponentId, DeviceIdentity, StagedComponent
 
 # SuitRecord.section for failures outside a command sequence: the manifest key concerned.
 SECTION_ENVELOPE = 0  # parsing or authenticating the envelope
@@ -88,14 +89,6 @@ class ManifestFailure(Exception):
         return ReportFailure(code, c.REPORT_REASON_BY_NAME[self.reason], record)
 
 
-@dataclass(frozen=True)
-class DeviceIdentity:
-    """What condition-vendor-identifier / -class-identifier compare with; None accepts any."""
-
-    vendor_id: bytes | None = None
-    class_id: bytes | None = None
-
-
 @dataclass
 class _Context:
     params: dict[int, dict[str, Any]]
@@ -136,9 +129,15 @@ def process_envelope(
         raise ManifestFailure(
             "component-unsupported", "the manifest names no component", section=SECTION_COMMON
         )
-    if "install" not in manifest.command_sequences:
-        reason = "severing-unsupported" if "install" in manifest.severed else "command-unsupported"
-        raise ManifestFailure(reason, "the envelope carries no install sequence", section=20)
+    # Manifest 8.4.6: payload-fetch fetches into the component, install copies into place; a
+    # TEE agent keeps what was fetched either way, so payload-fetch alone installs (AttesTAM's
+    # envelopes carry only payload-fetch).
+    if not {"install", "payload-fetch"} & set(manifest.command_sequences):
+        severed = {"install", "payload-fetch"} & set(manifest.severed)
+        reason = "severing-unsupported" if severed else "command-unsupported"
+        raise ManifestFailure(
+            reason, "the envelope carries no install or payload-fetch sequence", section=20
+        )
 
     raw = _raw_sequences(envelope)
     runner = _Runner(
@@ -260,15 +259,7 @@ class _Runner:
                 for key, value in argument.items():
                     params.setdefault(key, value)
             elif name in ("condition-vendor-identifier", "condition-class-identifier"):
-                which = "vendor" if "vendor" in name else "class"
-                mine = getattr(self.identity, f"{which}_id")
-                theirs = params.get(f"{which}-identifier")
-                if theirs is None:
-                    fail("parameter-unsupported", f"{which}-identifier is not set", index)
-                if mine is not None and theirs != mine:
-                    fail(
-                        "condition-failed", f"{which}-identifier does not match this device", index
-                    )
+                self._identity_condition(name, params, index, fail)
             elif index in self.dependencies and name in _DEPENDENCY_COMMANDS:
                 self._dependency_command(name, context, index, fail)
             elif name == "condition-image-match":
@@ -313,6 +304,26 @@ class _Runner:
                 fail("condition-failed", "condition-abort", index)
             else:
                 fail("command-unsupported", f"{name} is not supported by this agent", index)
+
+    def _identity_condition(self, name: str, params: dict, index: int, fail) -> None:
+        """Manifest 8.4.10.1: the id parameter must be set and be one this device matches.
+        A mismatch is condition-failed; the record's properties carry this device's own id
+        (report 3: "the actual value of ... class identifier")."""
+        parameter = name.removeprefix("condition-")  # vendor-identifier / class-identifier
+        mine = (
+            self.identity.vendor_ids if parameter == "vendor-identifier"
+            else self.identity.class_ids
+        )
+        theirs = params.get(parameter)
+        if theirs is None:
+            fail("parameter-unsupported", f"{parameter} is not set", index)
+        if mine and theirs not in mine:
+            fail(
+                "condition-failed",
+                f"{parameter} {_uuid_text(theirs)} does not match this device",
+                index,
+                {parameter: mine[0]},
+            )
 
     def _decrypt(self, info: bytes, ciphertext: bytes, index: int, fail) -> bytes:
         """Firmware encryption 4: write with encryption-info stores the decrypted content."""
@@ -398,6 +409,12 @@ class _Runner:
         size = params.get("image-size")
         if size is not None and size != len(image):
             fail("condition-failed", f"image size {len(image)} is not {size}", index, measured)
+
+
+def _uuid_text(value: Any) -> str:
+    if isinstance(value, bytes) and len(value) == 16:
+        return str(uuid.UUID(bytes=value))
+    return repr(value)  # a CBOR PEN vendor id (tag 112), or not an id at all
 
 
 def _raw_sequences(envelope: Envelope) -> dict[str, bytes]:

@@ -48,19 +48,33 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirect)
 
 
-def post_teep(uri: str, body: bytes, *, timeout: float = DEFAULT_TIMEOUT) -> HttpAnswer:
+def post_teep(
+    uri: str,
+    body: bytes,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    chunked: bool = False,
+    host: str | None = None,
+) -> HttpAnswer:
     """POST one TEEP message (or an empty body) to the TAM URI (otrp-over-http 5.1, 5.3).
 
     200 and 204 come back as HttpAnswer; any other status, or no answer at all, raises
     TransportError (with Retry-After, in seconds, when the TAM sent one: 429 and 503).
+    `chunked` sends the body with Transfer-Encoding: chunked and no Content-Length, `host` a
+    fixed Host header: what some agents in the field do (agent.Behaviour).
     """
     if not uri.lower().startswith(("http://", "https://")):
         raise TransportError(f"the TAM URI must be an http:// or https:// URL, not {uri!r}")
+    headers = {"Accept": TEEP_MEDIA_TYPE, "Content-Type": TEEP_MEDIA_TYPE}
+    if host is not None:
+        headers["Host"] = host  # urllib then leaves the URI's host out of the header
     request = urllib.request.Request(
         uri,
-        data=body,
+        # An iterable without a Content-Length makes urllib send Transfer-Encoding: chunked
+        # (one chunk, or none for an empty body, then the last-chunk).
+        data=iter([body] if body else []) if chunked else body,
         method="POST",
-        headers={"Accept": TEEP_MEDIA_TYPE, "Content-Type": TEEP_MEDIA_TYPE},
+        headers=headers,
     )
     started = time.monotonic()
     try:

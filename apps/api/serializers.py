@@ -84,6 +84,8 @@ class TrustedComponentSerializer(serializers.ModelSerializer):
             "component_id_text",
             "manifest_component_id",
             "manifest_component_id_text",
+            "suit_vendor_id",
+            "suit_class_id",
             "signers",
             "created_at",
         ]
@@ -346,6 +348,11 @@ class CompromiseProgressSerializer(serializers.Serializer):
     removed = serializers.IntegerField()
     failed = serializers.IntegerField()
     cancelled = serializers.IntegerField()
+    delivered_not_confirmed = serializers.IntegerField(
+        help_text="removal delivered in an Update, neither confirmed nor seen undone since"
+    )
+    still_held = serializers.IntegerField(help_text="devices whose last report still lists the version")
+    replacement = serializers.DictField(help_text="the replacement installs: version, total, installed, failed")
     fanout_finished = serializers.BooleanField()
 
 
@@ -367,6 +374,7 @@ class CompromiseResponseSerializer(serializers.ModelSerializer):
             "marked_at",
             "marked_by_name",
             "holders_at_mark",
+            "replacement",
             "fanout_finished_at",
             "progress",
         ]
@@ -384,28 +392,43 @@ class MarkCompromisedSerializer(serializers.Serializer):
     reason = serializers.CharField(
         max_length=2000, help_text="recorded in the audit trail (e.g. the advisory)"
     )
+    replacement = serializers.PrimaryKeyRelatedField(
+        queryset=ComponentVersion.objects.all(), required=False, allow_null=True, default=None,
+        help_text="the released version each holder gets instead (see the preview's choices); "
+                  "absent or null: remove only",
+    )
 
 
 class CompromisePreviewQuerySerializer(serializers.Serializer):
     version = serializers.PrimaryKeyRelatedField(queryset=ComponentVersion.objects.all())
 
 
-class PolicyFixSerializer(serializers.Serializer):
+class ReplacementChoiceSerializer(serializers.Serializer):
+    version = serializers.IntegerField(allow_null=True, help_text="null: remove only")
+    label = serializers.CharField()
+    sequence_number = serializers.IntegerField(allow_null=True)
+    description = serializers.CharField()
+    failed_on = serializers.IntegerField(help_text="holders on which this version failed before")
+    blocked_on = serializers.IntegerField(
+        help_text="holders on which it failed TEEP_MAX_DELIVERY_FAILURES times: not offered to them again"
+    )
+    warning = serializers.CharField(allow_blank=True)
+
+
+class PolicyNoteSerializer(serializers.Serializer):
     policy = serializers.IntegerField()
     group = serializers.CharField()
-    installs = serializers.IntegerField(
-        allow_null=True, help_text="the version installed instead, if any"
-    )
-    effect = serializers.CharField()
+    note = serializers.CharField(help_text="what the policy does once the version is compromised")
 
 
 class CompromisePreviewSerializer(serializers.Serializer):
     version = serializers.IntegerField()
     holders = serializers.IntegerField(help_text="devices known to hold the version")
     already = serializers.BooleanField(help_text="the version is already marked compromised")
-    fixes = PolicyFixSerializer(
-        many=True, help_text="what each policy requiring the component will do"
+    choices = ReplacementChoiceSerializer(
+        many=True, help_text="what each holder can get instead; the first (remove only) is the default"
     )
+    policies = PolicyNoteSerializer(many=True, help_text="policies requiring the component")
 
 
 # --- audit ---------------------------------------------------------------------------------

@@ -441,12 +441,13 @@ class CompromiseViewSet(ManagementApiMixin, mixins.CreateModelMixin, viewsets.Re
             form.validated_data["version"],
             actor=request.user,
             reason=form.validated_data["reason"],
+            replacement=form.validated_data["replacement"],
             request=request,
         )
         return Response(self.get_serializer(response).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        summary="What marking a version compromised would do (devices holding it, policies' fixes)",
+        summary="What marking a version compromised would do: holders, the replacement choices, policies",
         parameters=[s.CompromisePreviewQuerySerializer],
         responses={200: s.CompromisePreviewSerializer, 400: REFUSED},
     )
@@ -460,14 +461,13 @@ class CompromiseViewSet(ManagementApiMixin, mixins.CreateModelMixin, viewsets.Re
                 "version": preview["version"].pk,
                 "holders": preview["holders"],
                 "already": preview["already"],
-                "fixes": [
-                    {
-                        "policy": policy.pk,
-                        "group": policy.group.name,
-                        "installs": installs.pk if installs else None,
-                        "effect": effect,
-                    }
-                    for policy, installs, effect in preview["fixes"]
+                "choices": [
+                    {**choice, "version": choice["version"].pk if choice["version"] else None}
+                    for choice in preview["choices"]
+                ],
+                "policies": [
+                    {"policy": policy.pk, "group": policy.group.name, "note": note}
+                    for policy, note in preview["policies"]
                 ],
             }
         )

@@ -513,47 +513,25 @@ def _record(device_or_kid, appraisal: Appraisal, *, request, agent_key, update_d
 def _apply_to_device(
     device: Device | None, kid: str, appraisal: Appraisal, agent_key: TeepKey | None
 ):
-    if device is not None:
-        device = Device.objects.select_for_update(of=("self",)).get(pk=device.pk)
+    """Affirming: the key becomes (or stays) a trusted device with its attested attributes;
+    otherwise an existing device is flagged untrusted. Device rows are written by
+    apps.devices.services only."""
+    from apps.devices import services as device_services
+
     if appraisal.affirming:
-        if device is None:
-            if agent_key is None:
-                return None
-            try:
-                with transaction.atomic():
-                    device = Device.objects.create(
-                        kid=kid,
-                        public_key=cbor2.dumps(agent_key.public().to_cose_key(), canonical=True),
-                        registration=Device.Registration.ATTESTED,
-                        state=Device.State.ACTIVE,
-                        ueid=str(appraisal.claims.get("ueid") or "")[:66],
-                    )
-            except IntegrityError:  # created meanwhile by another request
-                device = Device.objects.select_for_update(of=("self",)).get(kid=kid)
-        changed = []
-        if device.state in (Device.State.REGISTERED, Device.State.UNTRUSTED):
-            device.state = Device.State.ACTIVE
-            changed.append("state")
-        ueid = appraisal.claims.get("ueid")
-        if isinstance(ueid, str) and ueid and device.ueid != ueid[:66]:
-            device.ueid = ueid[:66]
-            changed.append("ueid")
         # Attested attributes feed the policy groups' attribute rules (apps.policies).
         attested = {
             name: str(appraisal.claims[name])
             for name in ("oemid", "hwmodel", "hwversion")
             if appraisal.claims.get(name) not in (None, "")
         }
-        if attested and any(device.attributes.get(k) != v for k, v in attested.items()):
-            device.attributes = {**device.attributes, **attested}
-            changed.append("attributes")
-        if changed:
-            device.save(update_fields=changed)
-        return device
-    if device is not None and appraisal.status != "error" and device.state != Device.State.RETIRED:
-        if device.state != Device.State.UNTRUSTED:
-            device.state = Device.State.UNTRUSTED
-            device.save(update_fields=["state"])
+        ueid = appraisal.claims.get("ueid")
+        return device_services.trust_attested_device(
+            device, kid=kid, agent_key=agent_key, ueid=ueid if isinstance(ueid, str) else "",
+            attributes=attested,
+        )
+    if device is not None and appraisal.status != "error":
+        return device_services.mark_untrusted(device)
     return device
 
 

@@ -101,6 +101,8 @@ class TrustedComponentAdmin(admin.ModelAdmin):
                 "vendor",
                 "component_id_text",
                 "manifest_component_id_text",
+                "suit_vendor_id",
+                "suit_class_id",
                 "description",
                 "signers",
             ]
@@ -110,6 +112,8 @@ class TrustedComponentAdmin(admin.ModelAdmin):
                 "vendor",
                 "component_id_display",
                 "manifest_component_id_display",
+                "suit_vendor_id",
+                "suit_class_id",
                 "description",
                 "signers",
                 "created_at",
@@ -138,6 +142,8 @@ class TrustedComponentAdmin(admin.ModelAdmin):
                 vendor=data["vendor"],
                 description=data["description"],
                 signers=data["signers"],
+                suit_vendor_id=data.get("suit_vendor_id"),
+                suit_class_id=data.get("suit_class_id"),
                 actor=request.user,
                 request=request,
             )
@@ -149,6 +155,8 @@ class TrustedComponentAdmin(admin.ModelAdmin):
                 component_id=data["component_id_text"],
                 manifest_component_id=data.get("manifest_component_id_text"),
                 signers=data["signers"],
+                suit_vendor_id=data.get("suit_vendor_id"),
+                suit_class_id=data.get("suit_class_id"),
                 actor=request.user,
                 request=request,
             )

@@ -62,7 +62,7 @@ class TrustedComponentAddForm(forms.ModelForm):
 
     class Meta:
         model = TrustedComponent
-        fields = ["name", "vendor", "description", "signers"]
+        fields = ["name", "vendor", "suit_vendor_id", "suit_class_id", "description", "signers"]
 
     def clean_component_id_text(self):
         elements = self.cleaned_data["component_id_text"]
@@ -77,7 +77,7 @@ class TrustedComponentAddForm(forms.ModelForm):
 class TrustedComponentChangeForm(forms.ModelForm):
     class Meta:
         model = TrustedComponent
-        fields = ["name", "vendor", "description", "signers"]
+        fields = ["name", "vendor", "suit_vendor_id", "suit_class_id", "description", "signers"]
 
 
 def _clean_public_key(uploaded, pasted: str):

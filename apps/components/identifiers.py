@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import binascii
 import re
+import uuid
 
 from apps.teep.wire import component_ids
 from apps.teep.wire.errors import WireError
@@ -28,6 +29,20 @@ _ELEMENT = re.compile(
 
 class ComponentIdError(ValueError):
     pass
+
+
+# --- SUIT vendor and class ids (manifest 8.4.8.3 "Constructing UUIDs") ---------------------------
+
+
+def default_vendor_id(vendor_domain: str) -> uuid.UUID:
+    """The RECOMMENDED vendor id: UUID5(IANA namespace DNS, vendor domain name)."""
+    return uuid.uuid5(uuid.NAMESPACE_DNS, vendor_domain)
+
+
+def default_class_id(vendor_id: uuid.UUID, component_name: str) -> uuid.UUID:
+    """The RECOMMENDED class id: UUID5(vendor id, class-specific information); ours is the
+    Trusted Component's name when it was created."""
+    return uuid.uuid5(vendor_id, component_name)
 
 
 def encode(elements: list[bytes] | tuple[bytes, ...]) -> str:

@@ -50,6 +50,20 @@ class TrustedComponent(models.Model):
     # The manifest's own id, used to unlink it (SUIT manifest 8.4.4; TEEP Appendix E); what
     # agents list in unneeded-manifest-list. Same encoding.
     manifest_component_id = models.CharField(max_length=512, db_index=True)
+    # SUIT manifest 8.4.8.3-4: the vendor-identifier / class-identifier parameters that the
+    # manifests the TAM builds check with condition-vendor-/class-identifier. Blank in a form
+    # means "the default" (identifiers.default_vendor_id / default_class_id), stored when the
+    # component is created so that renaming it or moving the TAM never changes them.
+    suit_vendor_id = models.UUIDField(
+        "SUIT vendor id",
+        blank=True,
+        help_text="UUID in suit-parameter-vendor-identifier. Empty: UUID5(DNS, TAM_VENDOR_DOMAIN).",
+    )
+    suit_class_id = models.UUIDField(
+        "SUIT class id",
+        blank=True,
+        help_text="UUID in suit-parameter-class-identifier. Empty: UUID5(vendor id, name).",
+    )
     description = models.TextField(blank=True)
     signers = models.ManyToManyField(
         TCSigner, blank=True, related_name="components", help_text="TC signers allowed to sign it"

@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import uuid
 from dataclasses import dataclass
+from types import EllipsisType
 
 import cbor2
 from django.conf import settings
@@ -74,9 +76,13 @@ def create_component(
     description: str = "",
     manifest_component_id: list[bytes] | None = None,
     signers=(),
+    suit_vendor_id: uuid.UUID | None = None,
+    suit_class_id: uuid.UUID | None = None,
     actor,
     request=None,
 ) -> TrustedComponent:
+    """A new Trusted Component. Without SUIT vendor / class ids it gets the defaults of SUIT
+    manifest 8.4.8.3 (`_suit_ids`), stored from now on."""
     try:
         encoded = identifiers.encode(component_id)
         manifest_id = manifest_component_id or identifiers.default_manifest_component_id(
@@ -89,12 +95,15 @@ def create_component(
         raise CatalogueError(
             "a Trusted Component with this component id exists", field="component_id"
         )
+    vendor_id, class_id = _suit_ids(name, suit_vendor_id, suit_class_id)
     component = TrustedComponent.objects.create(
         name=name,
         vendor=vendor,
         description=description,
         component_id=encoded,
         manifest_component_id=encoded_manifest_id,
+        suit_vendor_id=vendor_id,
+        suit_class_id=class_id,
         created_by=_user(actor),
     )
     component.signers.set(signers)
@@ -116,14 +125,27 @@ def update_component(
     vendor: str,
     description: str,
     signers,
+    suit_vendor_id: uuid.UUID | None | EllipsisType = ...,
+    suit_class_id: uuid.UUID | None | EllipsisType = ...,
     actor,
     request=None,
 ) -> TrustedComponent:
-    """Name, vendor, description and allowed signers; the component ids never change."""
+    """Name, vendor, description, allowed signers and SUIT vendor / class ids (... keeps them,
+    None resets them to the defaults); the component ids never change. Versions already built
+    keep the ids they were built with."""
     component = lock_component(component.pk)
     before = _component_state(component)
     component.name, component.vendor, component.description = name, vendor, description
-    component.save(update_fields=["name", "vendor", "description"])
+    if suit_vendor_id is not ...:
+        component.suit_vendor_id = suit_vendor_id
+    if suit_class_id is not ...:
+        component.suit_class_id = suit_class_id
+    component.suit_vendor_id, component.suit_class_id = _suit_ids(
+        name, component.suit_vendor_id, component.suit_class_id
+    )
+    component.save(
+        update_fields=["name", "vendor", "description", "suit_vendor_id", "suit_class_id"]
+    )
     component.signers.set(signers)
     after = _component_state(component)
     if after != before:
@@ -527,6 +549,18 @@ class ManifestInfo:
     integrated: bool
 
 
+def _suit_ids(
+    name: str, vendor_id: uuid.UUID | None, class_id: uuid.UUID | None
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """SUIT manifest 8.4.8.3, RECOMMENDED construction for what is not given: vendor id =
+    UUID5(DNS, TAM_VENDOR_DOMAIN), class id = UUID5(vendor id, the component's name)."""
+    if vendor_id is None:
+        vendor_id = identifiers.default_vendor_id(settings.TAM_VENDOR_DOMAIN)
+    if class_id is None:
+        class_id = identifiers.default_class_id(vendor_id, name)
+    return vendor_id, class_id
+
+
 def _tam_signing_key() -> TeepKey:
     from apps.teep.tam_keys import tam_keys
 
@@ -539,7 +573,8 @@ def _tam_signing_key() -> TeepKey:
 def _build_tam_envelope(
     *, component, sequence_number: int, payload: bytes, uri: str | None
 ) -> bytes:
-    """TEEP Appendix E Example 1 (uri) or 2 (uri None: payload integrated under "#tc")."""
+    """TEEP Appendix E Example 1 (uri) or 2 (uri None: payload integrated under "#tc"), with
+    the component's SUIT vendor and class ids (RFC 4122 bytes) checked in the shared sequence."""
     try:
         return suit.build_envelope(
             component_id=component.component_id_elements,
@@ -548,6 +583,9 @@ def _build_tam_envelope(
             payload=payload,
             payload_uri=uri,
             integrated_key=INTEGRATED_PAYLOAD_KEY,
+            # Manifest 8.4.8.3-4 / TEEP Appendix E: condition-vendor-/class-identifier.
+            vendor_id=component.suit_vendor_id.bytes,
+            class_id=component.suit_class_id.bytes,
             signing_key=_tam_signing_key(),
             alg=TAM_ENVELOPE_ALG,
         )
@@ -665,6 +703,8 @@ def _component_state(component: TrustedComponent) -> dict:
         "description": component.description,
         "component_id": component.component_id_text,
         "manifest_component_id": component.manifest_component_id_text,
+        "suit_vendor_id": str(component.suit_vendor_id),
+        "suit_class_id": str(component.suit_class_id),
         "signers": sorted(component.signers.values_list("name", flat=True)),
     }
 

@@ -9,7 +9,8 @@ devices are never counted. Each device counted is in exactly one state:
 - ``installed``: it holds the component at the target's sequence number or newer (SUIT never
   rolls back, so a newer one counts as done);
 - ``pending``: an Update carrying the target was delivered and not confirmed (no Success or
-  Error yet, or no answer before its token expired: it is offered again at the next contact);
+  Error yet; no answer before its token expired; or a later report showed it lost on the
+  way): it is settled, or offered again, at the next contact;
 - ``failed``: the last Update carrying the target failed (the agent's Error, with its reason
   on the delivery);
 - ``not_contacted``: nothing delivered yet, and no contact since the target became due (its
@@ -165,7 +166,7 @@ def _state_conditions(since: datetime) -> dict[str, Q]:
     quiet = Q(last_contact_at__isnull=True) | Q(last_contact_at__lt=since)
     return {
         "installed": Q(_holds=True),
-        "pending": missing & Q(_last__in=[S.SENT, S.EXPIRED]),
+        "pending": missing & Q(_last__in=[S.SENT, S.EXPIRED, S.LOST]),
         "failed": missing & Q(_last=S.FAILED),
         "not_contacted": missing & Q(_last__isnull=True) & quiet,
         "not_offered": missing
@@ -254,10 +255,10 @@ def compromise_segments(progress: dict[str, Any]) -> dict[str, int]:
 
 
 def compromise_bucket_condition(bucket: str) -> Q | None:
-    """The queued actions of one bucket (same definitions as compromise_progress)."""
+    """The queued removals of one bucket (same definitions as compromise_progress)."""
     State = QueuedAction.State
     quiet = Q(device__last_contact_at__isnull=True) | Q(device__last_contact_at__lt=F("created_at"))
-    return {
+    condition = {
         "removed": Q(state=State.SUCCEEDED),
         "delivered": Q(state=State.DELIVERED),
         "due": Q(state=State.QUEUED) & Q(device__last_contact_at__gte=F("created_at")),
@@ -265,6 +266,8 @@ def compromise_bucket_condition(bucket: str) -> Q | None:
         "failed": Q(state=State.FAILED),
         "cancelled": Q(state=State.CANCELLED),
     }.get(bucket)
+    # The removals only: a replacement install the response also queued is not counted.
+    return condition & Q(kind=QueuedAction.Kind.REMOVE) if condition is not None else None
 
 
 def compromise_progress_view(response: CompromiseResponse, progress: dict, actions_url: str):

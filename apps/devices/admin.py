@@ -39,33 +39,14 @@ def exchange_history_url(kid: str) -> str:
     return f"{reverse('admin:audit_auditevent_changelist')}?{urlencode({'device': kid})}"
 
 
-def _latest_exchange(action: str):
-    """Time of the device's latest exchange of this kind that was not dropped (a correlated
-    lookup on the audit trail's (device_kid, -created_at) index)."""
-    return Subquery(
-        AuditEvent.objects.filter(device_kid=OuterRef("kid"), kind=AuditEvent.Kind.TEEP_EXCHANGE,
-                                  action=action)
-        .exclude(outcome="dropped")
-        .order_by("-created_at")
-        .values("created_at")[:1]
-    )
-
-
-def _latest_time(device, action: str):
-    return (
-        AuditEvent.objects.filter(device_kid=device.kid, kind=AuditEvent.Kind.TEEP_EXCHANGE, action=action)
-        .exclude(outcome="dropped").order_by("-created_at").values_list("created_at", flat=True).first()
-    )
-
-
-def error_status(device, error_at, success_at):
-    """The agent's last error, and whether a later exchange succeeded (then it is shown as
-    resolved, with the time): the recorded error itself stays as the agent sent it."""
+def error_status(device):
+    """The agent's last error (label, when) and, once a later Update to the device succeeded,
+    when that was (the devices service sets error_resolved_at); the error itself stays as
+    the agent sent it."""
     if device.last_error_code is None:
         return None
     label = error_label(device.last_error_code, device.last_error_name, device.numbering)
-    resolved = bool(success_at and (error_at is None or success_at > error_at))
-    return label, resolved, error_at, success_at
+    return label, device.last_error_at, device.error_resolved_at
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -213,8 +194,6 @@ class DeviceAdmin(admin.ModelAdmin):
         )
         return super().get_queryset(request).annotate(
             _installed=Coalesce(Subquery(installed, output_field=IntegerField()), 0),
-            _error_at=_latest_exchange("teep.error"),
-            _success_at=_latest_exchange("teep.success"),
         )
 
     def has_add_permission(self, request):
@@ -252,20 +231,16 @@ class DeviceAdmin(admin.ModelAdmin):
 
     @admin.display(description="last error")
     def last_error(self, device):
-        error_at, success_at = getattr(device, "_error_at", None), getattr(device, "_success_at", None)
-        if not hasattr(device, "_error_at"):  # the change page's object: look it up once
-            error_at = _latest_time(device, "teep.error")
-            success_at = _latest_time(device, "teep.success")
-        status = error_status(device, error_at, success_at)
+        status = error_status(device)
         if status is None:
             return "—"
-        label, resolved, error_at, success_at = status
+        label, error_at, resolved_at = status
         when = f" at {error_at:%Y-%m-%d %H:%M} UTC" if error_at else ""
-        if resolved:
+        if resolved_at:
             return format_html(
                 '{} <span class="resolved-note">{}</span>',
                 state_badge("delivery", "succeeded", "resolved"),
-                f"{label}{when}; a later exchange succeeded at {success_at:%Y-%m-%d %H:%M} UTC",
+                f"{label}{when}; a later Update succeeded at {resolved_at:%Y-%m-%d %H:%M} UTC",
             )
         return format_html("{} {}{}", state_badge("delivery", "failed", "error"), label, when)
 

@@ -57,11 +57,18 @@ class Device(models.Model):
     # the device's last affirming attestation (EAT hwmodel, oemid, hwversion, ...; byte
     # strings as hex) and any an operator recorded.
     attributes = models.JSONField(default=dict, blank=True)
+    # How recent the recorded state is: the issue time of the QueryRequest whose answer it came
+    # from, or when a Success/Error last changed it. A QueryResponse to an older QueryRequest
+    # (delayed or reordered on the way) is stale and not recorded.
+    state_as_of = models.DateTimeField(null=True, blank=True)
     # After ERR_TEMPORARY_ERROR the TAM sends nothing new until then (TEEP 4.6).
     backoff_until = models.DateTimeField(null=True, blank=True)
     last_error_code = models.PositiveIntegerField(null=True, blank=True)
     last_error_name = models.CharField(max_length=60, blank=True)
     last_error_msg = models.CharField(max_length=200, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    # Set when a later Update to the device succeeded: the last error no longer describes it.
+    error_resolved_at = models.DateTimeField(null=True, blank=True)
     # What the agent said it supports when it refused our offer (Error 4.6).
     agent_cipher_suites = models.JSONField(default=list, blank=True)
     agent_versions = models.JSONField(default=list, blank=True)
@@ -149,10 +156,14 @@ class DeliveryItem(models.Model):
         REMOVE = "remove", "Remove"
 
     class State(models.TextChoices):
-        SENT = "sent", "Sent"
+        # Sent in an Update; neither answered nor seen in a later report yet.
+        SENT = "sent", "Delivered, not confirmed"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
-        EXPIRED = "expired", "No answer"
+        # The token expired without an answer; the next report settles it.
+        EXPIRED = "expired", "No answer yet (token expired)"
+        # A later report showed it was not applied (Update or its answer lost): offered again.
+        LOST = "lost", "Not applied (lost on the way)"
 
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="deliveries")
     # The Update's token; kept after the token row is purged (history stays).
@@ -179,7 +190,7 @@ class DeliveryItem(models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(kind__in=["install", "remove"]), name="delivery_kind_valid"),
             models.CheckConstraint(
-                condition=models.Q(state__in=["sent", "succeeded", "failed", "expired"]),
+                condition=models.Q(state__in=["sent", "succeeded", "failed", "expired", "lost"]),
                 name="delivery_state_valid",
             ),
         ]

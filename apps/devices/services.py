@@ -1,11 +1,10 @@
 """Device state: registration, what a device reported, what is due for it, and settling
-what an Update asked. Called by the TAM state machine (apps/teep/tam.py) inside the
+what an Update asked. Called by the TAM state machine (apps/tam/engine.py) inside the
 transaction that holds the device's row lock, and by admin/commands for registration."""
 
 from __future__ import annotations
 
 import logging
-
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -18,6 +17,7 @@ from apps.components.models import ComponentVersion, TrustedComponent
 from apps.devices.models import DeliveryItem, Device, InstalledComponent, SuitReport, Tag
 from apps.personalization import services as personalization
 from apps.policies import services as policies
+from apps.teep import tokens
 from apps.teep.wire import component_ids
 from apps.teep.wire.keys import TeepKey, load_public_key
 from apps.teep.wire.suit import parse_envelope
@@ -72,6 +72,49 @@ def _cose_key_bytes(key: TeepKey) -> bytes:
     return cbor2.dumps(key.to_cose_key(private=False), canonical=True)
 
 
+def trust_attested_device(device: Device | None, *, kid: str, agent_key: TeepKey | None, ueid: str = "",
+                          attributes: dict | None = None) -> Device | None:
+    """An affirming appraisal: the key becomes a trusted device (created, registration
+    "attested", when unknown; `agent_key` is needed then), active, with its attested UEID and
+    attributes. Runs in the caller's transaction, row locked."""
+    from django.db import IntegrityError
+
+    if device is None:
+        if agent_key is None:
+            return None
+        try:
+            with transaction.atomic():
+                device = Device.objects.create(
+                    kid=kid, public_key=_cose_key_bytes(agent_key.public()),
+                    registration=Device.Registration.ATTESTED, state=Device.State.ACTIVE, ueid=ueid[:66],
+                )
+        except IntegrityError:  # created meanwhile by another request
+            device = Device.objects.get(kid=kid)
+    device = lock_device(device.pk)
+    changed = []
+    if device.state in (Device.State.REGISTERED, Device.State.UNTRUSTED):
+        device.state = Device.State.ACTIVE
+        changed.append("state")
+    if ueid and device.ueid != ueid[:66]:
+        device.ueid = ueid[:66]
+        changed.append("ueid")
+    if attributes and any(device.attributes.get(k) != v for k, v in attributes.items()):
+        device.attributes = {**device.attributes, **attributes}
+        changed.append("attributes")
+    if changed:
+        device.save(update_fields=changed)
+    return device
+
+
+def mark_untrusted(device: Device) -> Device:
+    """A failed appraisal: the device is flagged untrusted (a retired one stays retired)."""
+    device = lock_device(device.pk)
+    if device.state not in (Device.State.RETIRED, Device.State.UNTRUSTED):
+        device.state = Device.State.UNTRUSTED
+        device.save(update_fields=["state"])
+    return device
+
+
 def device_public_key(device: Device) -> TeepKey:
     return TeepKey.from_cose_key(bytes(device.public_key))
 
@@ -114,9 +157,11 @@ def record_reported_state(
     selected_version,
     signing_alg: int,
     numbering: str,
+    as_of,
     now,
 ) -> None:
-    """Replace the device's recorded state by what its QueryResponse said (row is locked)."""
+    """Replace the device's recorded state by what its QueryResponse said (row is locked);
+    `as_of`: when the QueryRequest it answers was issued."""
     if tc_list is not None:
         reported = reported_components_from_tc_list(tc_list)
         existing = {row.component_key: row for row in device.installed_components.all()}
@@ -168,6 +213,7 @@ def record_reported_state(
     device.selected_version = selected_version if selected_version is not None else 0
     device.signing_alg = signing_alg
     device.numbering = numbering
+    device.state_as_of = as_of
     touch_contact(device, now)
 
 
@@ -245,10 +291,10 @@ def manifest_digest_of(version: ComponentVersion) -> str:
 @dataclass
 class DuePlan:
     installs: list[ComponentVersion] = field(default_factory=list)
-    # (component id key, manifest component id key, version or None, why)
-    removals: list[tuple[str, str, ComponentVersion | None, str]] = field(default_factory=list)
-    # component id key -> ids of the queued actions (apps.policies) its delivery carries
-    actions: dict[str, list[int]] = field(default_factory=dict)
+    # (component id key, manifest component id key, held version (decision facts) or None, why)
+    removals: list[tuple[str, str, object, str]] = field(default_factory=list)
+    # (delivery kind, component id key) -> ids of the queued actions (apps.policies) it carries
+    actions: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     # (PersonalizationData, envelope encrypted for this device), after the installs (TEEP E.3)
     personalizations: list = field(default_factory=list)
 
@@ -268,15 +314,18 @@ def compute_due(device: Device, *, now) -> DuePlan:
     plan = DuePlan()
     due = [d for d in resolution.decisions if d.due]
     targets = ComponentVersion.objects.select_related("component").in_bulk(
-        [d.version.pk for d in due if d.action != "remove"]
-    )
+        [d.version.pk for d in due if d.action != "remove"] + [d.replacement.pk for d in due if d.replacement]
+    )  # the envelopes to send
     for decision in due:
         if decision.action == "remove":
             plan.removals.append((decision.component_key, decision.manifest_key, decision.version, decision.reason))
+            if decision.replacement is not None:  # installed after the unlink (TEEP 7.2.2)
+                plan.installs.append(targets[decision.replacement.pk])
+                plan.actions[("install", decision.component_key)] = decision.replacement_action_ids
+            plan.actions[("remove", decision.component_key)] = decision.action_ids
         else:
             plan.installs.append(targets[decision.version.pk])
-        if decision.action_ids:
-            plan.actions[decision.component_key] = decision.action_ids
+            plan.actions[("install", decision.component_key)] = decision.action_ids
     if not (device.backoff_until and device.backoff_until > now):
         _add_personalization(device, plan, now)
     return plan
@@ -318,7 +367,7 @@ def record_deliveries(device: Device, token, plan: DuePlan) -> list[DeliveryItem
             kind=DeliveryItem.Kind.REMOVE,
             component_key=key,
             manifest_key=manifest_key,
-            version=version,
+            version_id=version.pk if version is not None else None,
             reason=why[:300],
         )
         for key, manifest_key, version, why in plan.removals
@@ -348,14 +397,84 @@ def record_deliveries(device: Device, token, plan: DuePlan) -> list[DeliveryItem
 
 
 def settle_success(device: Device, token, *, now) -> list[DeliveryItem]:
-    items = list(token.deliveries.select_related("version"))
-    for item in items:
+    """A Success answering the Update of `token`: what it asked is done."""
+    items = list(token.deliveries.filter(state=DeliveryItem.State.SENT).select_related("version"))
+    _apply_success(device, items, now=now)
+    device.state_as_of = now
+    touch_contact(device, now)
+    return items
+
+
+def is_stale_report(device: Device, answered_issued_at) -> bool:
+    """A QueryResponse answering a QueryRequest issued before the TAM's newest news of the
+    device (delayed or reordered on the way): what it reports is out of date."""
+    return device.state_as_of is not None and answered_issued_at < device.state_as_of
+
+
+def reconcile_deliveries(device: Device, *, issued_before, now) -> tuple[list[DeliveryItem], list[DeliveryItem]]:
+    """Level-triggered reconciliation (DESIGN.md "Freshness and sessions"): the device's
+    QueryResponse, just recorded, is the truth about what it holds. Every delivery issued
+    before the QueryRequest it answers and not yet settled is settled by it: an install whose
+    component now shows the offered version (or, when the agent reports no digest, is present)
+    succeeded, a removal whose component is gone succeeded, anything else was lost on the way
+    (the Update or its answer) and is due again. Their Update tokens are closed, so a late
+    Success or Error for them is refused. Returns (succeeded, lost)."""
+    items = list(
+        DeliveryItem.objects.filter(
+            device=device, state__in=(DeliveryItem.State.SENT, DeliveryItem.State.EXPIRED),
+            created_at__lt=issued_before,
+        ).select_related("version")
+    )
+    if not items:
+        return [], []
+    held = {row.component_key: row for row in device.installed_components.all()}
+    succeeded, lost = [], []
+    for item in sorted(items, key=lambda i: i.kind != DeliveryItem.Kind.INSTALL):  # installs first
+        replaced = any(i.token_id == item.token_id and i.component_key == item.component_key
+                       and i.kind == DeliveryItem.Kind.INSTALL for i in succeeded)
+        shown = _report_shows(item, held.get(item.component_key), replaced=replaced)
+        (succeeded if shown else lost).append(item)
+    _apply_success(device, succeeded, now=now)
+    for item in lost:
+        item.state, item.settled_at = DeliveryItem.State.LOST, now
+        item.reason = "not applied: the device's next report did not show it (Update or answer lost)"
+    DeliveryItem.objects.bulk_update(lost, ["state", "settled_at", "reason"])
+    policies.settle_lost(lost, now=now)
+    carried_data = [i.pk for i in lost if i.kind == DeliveryItem.Kind.INSTALL and i.version_id is None]
+    if carried_data:
+        personalization.requeue_delivery_items(carried_data, "the Update carrying it was not applied")
+    tokens.close_update_tokens(device, issued_before=issued_before, now=now)
+    return succeeded, lost
+
+
+def _report_shows(item: DeliveryItem, held: InstalledComponent | None, *, replaced: bool = False) -> bool:
+    if item.kind == DeliveryItem.Kind.REMOVE:
+        # Gone, or replaced by the install the same Update carried (unlinked first, TEEP 7.2.2).
+        return held is None or replaced or (
+            item.version_id is not None and held.version_id is not None and held.version_id != item.version_id)
+    if held is None:
+        return False
+    if item.version is None or not held.image_digest:
+        # Personalization data, or an agent that reports no digest: presence is all it says.
+        return True
+    if held.image_digest == item.version.binary_sha256:
+        return True
+    return held.sequence_number is not None and held.sequence_number >= item.version.sequence_number
+
+
+def _apply_success(device: Device, items: list[DeliveryItem], *, now) -> None:
+    """Record what succeeded deliveries did on the device (its components) and settle them."""
+    if not items:
+        return
+    unneeded_before = list(device.unneeded_manifests)
+    # Removals first: an Update that unlinks a version and installs its replacement (7.2.2).
+    for item in sorted(items, key=lambda i: i.kind != DeliveryItem.Kind.REMOVE):
         if item.kind == DeliveryItem.Kind.INSTALL and item.version is not None:
             InstalledComponent.objects.update_or_create(
                 device=device,
                 component_key=item.component_key,
                 defaults={
-                    "component": item.version.component,
+                    "component_id": item.version.component_id,
                     "version": item.version,
                     "sequence_number": item.version.sequence_number,
                     "image_digest": item.version.binary_sha256 or "",
@@ -366,10 +485,18 @@ def settle_success(device: Device, token, *, now) -> list[DeliveryItem]:
         elif item.kind == DeliveryItem.Kind.REMOVE:
             device.installed_components.filter(component_key=item.component_key).delete()
             device.unneeded_manifests = [m for m in device.unneeded_manifests if m != item.manifest_key]
-    token.deliveries.update(state=DeliveryItem.State.SUCCEEDED, settled_at=now)
+    DeliveryItem.objects.filter(pk__in=[i.pk for i in items]).update(
+        state=DeliveryItem.State.SUCCEEDED, settled_at=now
+    )
+    for item in items:
+        item.state, item.settled_at = DeliveryItem.State.SUCCEEDED, now
     policies.settle_succeeded(items, now=now)
-    touch_contact(device, now)
-    return items
+    changed = ["unneeded_manifests"] if device.unneeded_manifests != unneeded_before else []
+    if device.last_error_at and not device.error_resolved_at:
+        device.error_resolved_at = now
+        changed.append("error_resolved_at")
+    if changed:
+        device.save(update_fields=changed)
 
 
 def settle_failure(device: Device, token, *, reason: str, retryable: bool, failed_digests: dict[str, str],
@@ -379,7 +506,13 @@ def settle_failure(device: Device, token, *, reason: str, retryable: bool, faile
     Never removes or reinstalls anything by itself (DESIGN.md: no automatic destructive
     action on protocol errors). Queued actions they carried go back to the queue, up to the
     retry limit (apps.policies.services.settle_failed)."""
-    items = list(token.deliveries.filter(state=DeliveryItem.State.SENT))
+    items = list(token.deliveries.filter(state=DeliveryItem.State.SENT).select_related("version"))
+    if failed_digests:
+        # A SUIT report names a manifest that failed: the agent reached the install step, which
+        # it only does after unlinking every unneeded manifest without error (TEEP 7.2.2).
+        removals = [i for i in items if i.kind == DeliveryItem.Kind.REMOVE]
+        _apply_success(device, removals, now=now)
+        items = [i for i in items if i.kind != DeliveryItem.Kind.REMOVE]
     for item in items:
         item.state = DeliveryItem.State.FAILED
         item.retryable = retryable
@@ -400,12 +533,14 @@ def record_agent_error(device: Device, *, code: int, name: str, message: str | N
     device.last_error_code = code
     device.last_error_name = name
     device.last_error_msg = (message or "")[:200]
+    device.last_error_at, device.error_resolved_at = now, None
     if cipher_suites is not None:
         device.agent_cipher_suites = [[list(op) for op in suite] for suite in cipher_suites]
     if versions is not None:
         device.agent_versions = list(versions)
     if name == "ERR_TEMPORARY_ERROR":
         device.backoff_until = now + timedelta(seconds=settings.TEEP_TEMPORARY_ERROR_BACKOFF_SECONDS)
+    device.state_as_of = now
     touch_contact(device, now)
 
 

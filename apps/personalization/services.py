@@ -262,6 +262,8 @@ def build_delivery_envelope(
             plaintext=decrypt_at_rest(data),
             recipient_key=recipient,
             recipient_kid=recipient.kid,
+            vendor_id=data.component.suit_vendor_id.bytes,
+            class_id=data.component.suit_class_id.bytes,
             signing_key=signing_key,
             alg=TAM_ENVELOPE_ALG,
             content_alg=content_alg,

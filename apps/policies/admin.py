@@ -310,8 +310,8 @@ class QueuedActionAdmin(admin.ModelAdmin):
 
 
 COMPROMISE_EXPORT_COLUMNS = (
-    "device", "device_kid", "device_state", "progress", "action_state", "attempts", "queued_at",
-    "delivered_at", "settled_at", "last_contact_at", "reason",
+    "device", "device_kid", "device_state", "action", "version", "progress", "action_state", "attempts",
+    "queued_at", "delivered_at", "settled_at", "last_contact_at", "reason",
 )
 
 
@@ -320,18 +320,19 @@ class CompromiseResponseAdmin(admin.ModelAdmin):
     list_display = ("version", "marked_by_name", "marked_at", "holders_at_mark", "progress_column", "removed",
                     "pending", "failed", "fanout_done")
     list_select_related = ("version__component",)
-    readonly_fields = ("version", "reason", "marked_at", "marked_by_name", "holders_at_mark",
+    readonly_fields = ("version", "reason", "replacement_choice", "marked_at", "marked_by_name", "holders_at_mark",
                        "fanout_finished_at", "progress", "drill_down", "audit_trail")
     fields = readonly_fields
 
     def get_queryset(self, request):
         state = "actions__state"
+        removal = Q(actions__kind=QueuedAction.Kind.REMOVE)
         return super().get_queryset(request).annotate(
-            _total=Count("actions"),
-            _removed=Count("actions", filter=Q(**{state: QueuedAction.State.SUCCEEDED})),
-            _pending=Count("actions", filter=Q(**{f"{state}__in": QueuedAction.OPEN_STATES})),
-            _failed=Count("actions", filter=Q(**{state: QueuedAction.State.FAILED})),
-            _cancelled=Count("actions", filter=Q(**{state: QueuedAction.State.CANCELLED})),
+            _total=Count("actions", filter=removal),
+            _removed=Count("actions", filter=removal & Q(**{state: QueuedAction.State.SUCCEEDED})),
+            _pending=Count("actions", filter=removal & Q(**{f"{state}__in": QueuedAction.OPEN_STATES})),
+            _failed=Count("actions", filter=removal & Q(**{state: QueuedAction.State.FAILED})),
+            _cancelled=Count("actions", filter=removal & Q(**{state: QueuedAction.State.CANCELLED})),
         )
 
     @admin.display(description="removed", ordering="_removed")
@@ -350,18 +351,24 @@ class CompromiseResponseAdmin(admin.ModelAdmin):
     def fanout_done(self, response):
         return response.fanout_finished_at is not None
 
+    @admin.display(description="holders get instead")
+    def replacement_choice(self, response):
+        if response.replacement_id is None:
+            return "nothing (remove only)"
+        return f"version {response.replacement.version_label}, in the same Update as the removal"
+
     @admin.display(description="progress")
     def progress_column(self, response):
-        """A small bar from the list's own annotations (no query per row)."""
-        actions = _actions_url(response)
+        """A small bar of the removals from the list's own annotations (no query per row)."""
+        removals = f"{_actions_url(response)}&kind__exact=remove"
         progress = rollout.progress_view(
             title=str(response.version), total=response._total, done=response._removed,
             done_label="removed", unit="devices",
             segments=[
-                ("removed", "removed", response._removed, "ok", f"{actions}&state__exact=succeeded"),
-                ("pending", "open", response._pending, "info", f"{actions}&state__in=queued,delivered"),
-                ("failed", "failed", response._failed, "bad", f"{actions}&state__exact=failed"),
-                ("cancelled", "cancelled", response._cancelled, "muted", f"{actions}&state__exact=cancelled"),
+                ("removed", "removed", response._removed, "ok", f"{removals}&state__exact=succeeded"),
+                ("pending", "open", response._pending, "info", f"{removals}&state__in=queued,delivered"),
+                ("failed", "failed", response._failed, "bad", f"{removals}&state__exact=failed"),
+                ("cancelled", "cancelled", response._cancelled, "muted", f"{removals}&state__exact=cancelled"),
             ],
         )
         return render_to_string("console/progress.html", {"p": progress, "compact": True})
@@ -372,13 +379,20 @@ class CompromiseResponseAdmin(admin.ModelAdmin):
         bar = _progress_html(rollout.compromise_progress_view(
             response, p, reverse("admin:policies_queuedaction_changelist")
         ))
+        replacement = p["replacement"]
         return format_html(
             "{}<table class='compromise-progress'><tr><th>devices with a removal queued</th><td>{}</td></tr>"
             "<tr><th>not yet contacted</th><td>{}</td></tr><tr><th>pending (contacted, removal due or "
-            "awaiting the answer)</th><td>{}</td></tr><tr><th>removed</th><td>{}</td></tr>"
+            "awaiting the answer)</th><td>{}</td></tr><tr><th>delivered, not confirmed</th><td>{}</td></tr>"
+            "<tr><th>removed</th><td>{}</td></tr>"
             "<tr><th>failed</th><td>{}</td></tr><tr><th>cancelled</th><td>{}</td></tr>"
+            "<tr><th>still held (per the devices' last reports)</th><td>{}</td></tr>"
+            "<tr><th>replacement installed</th><td>{}</td></tr>"
             "<tr><th>fan-out</th><td>{}</td></tr></table>",
-            bar, p["total"], p["not_contacted"], p["pending"], p["removed"], p["failed"], p["cancelled"],
+            bar, p["total"], p["not_contacted"], p["pending"], p["delivered_not_confirmed"], p["removed"],
+            p["failed"], p["cancelled"], p["still_held"],
+            f"{replacement['installed']} of {replacement['total']} ({replacement['version']})"
+            if replacement["version"] else "— (remove only)",
             "finished" if p["fanout_finished"] else "in progress",
         )
 
@@ -423,9 +437,10 @@ class CompromiseResponseAdmin(admin.ModelAdmin):
               for b in rollout.COMPROMISE_BUCKETS],
             default=Value(""), output_field=CharField(),
         )
+        # Each device's removal, and the replacement install when the response chose one.
         actions = (
-            QueuedAction.objects.filter(compromise=response).select_related("device")
-            .annotate(_bucket=bucket).order_by("id")
+            QueuedAction.objects.filter(compromise=response).select_related("device", "version")
+            .annotate(_bucket=bucket).order_by("device_id", "-kind", "id")
         )
         writer = csv.writer(_Echo())
 
@@ -434,8 +449,10 @@ class CompromiseResponseAdmin(admin.ModelAdmin):
             for action in actions.iterator(chunk_size=2000):
                 device = action.device
                 yield writer.writerow([
-                    _cell(str(device)), device.kid, device.state, action._bucket, action.state,
-                    action.attempts, _time(action.created_at), _time(action.delivered_at),
+                    _cell(str(device)), device.kid, device.state, action.kind,
+                    _cell(action.version.version_label if action.version_id else ""),
+                    action._bucket or f"replacement {action.get_state_display().lower()}",
+                    action.state, action.attempts, _time(action.created_at), _time(action.delivered_at),
                     _time(action.settled_at), _time(device.last_contact_at), _cell(action.reason),
                 ])
 
@@ -463,15 +480,19 @@ class CompromiseResponseAdmin(admin.ModelAdmin):
             version = form.cleaned_data["version"]
             if form.cleaned_data["confirm"]:
                 try:
+                    replacement = form.cleaned_data["replacement"]
                     response = services.mark_compromised(
-                        version, actor=request.user, reason=form.cleaned_data["reason"], request=request
+                        version, actor=request.user, reason=form.cleaned_data["reason"],
+                        replacement=replacement, request=request,
                     )
                 except services.PolicyError as exc:
                     form.add_error(None, str(exc))
+                    preview = services.compromise_preview(version)
                 else:
+                    instead = f"replaced by {replacement.version_label}" if replacement else "remove only"
                     self.message_user(
                         request, f"{version} is marked compromised; removal queued for "
-                        f"{response.holders_at_mark} device(s) at their next contact", messages.WARNING,
+                        f"{response.holders_at_mark} device(s) at their next contact ({instead})", messages.WARNING,
                     )
                     return HttpResponseRedirect(
                         reverse("admin:policies_compromiseresponse_change", args=[response.pk])

@@ -13,6 +13,12 @@ class MarkCompromisedForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 70}),
                              help_text="recorded in the audit trail (e.g. the advisory)",
                              error_messages={"required": "A reason is required."})
+    # Chosen on the confirmation page (radio buttons next to what each choice means): empty =
+    # remove only.
+    replacement = forms.ModelChoiceField(
+        queryset=ComponentVersion.objects.filter(state=ComponentVersion.State.RELEASED).select_related("component"),
+        required=False, widget=forms.HiddenInput,
+    )
     confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def clean_reason(self):

@@ -193,6 +193,13 @@ class CompromiseResponse(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     marked_by_name = models.CharField(max_length=150, blank=True)
+    # What holders get instead, chosen by the security officer when marking it: a named
+    # version, or nothing (remove only). Automatic choices never give a holder a version
+    # older than the compromised one except this one (apps.policies.decision, floors).
+    replacement = models.ForeignKey(
+        "components.ComponentVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="version each holder gets instead; empty: remove only",
+    )
     # How many devices were known to hold it when it was marked: a fact, not a counter.
     holders_at_mark = models.PositiveIntegerField(default=0)
     # Fan-out bookkeeping: last InstalledComponent id processed, last batch time, end.
@@ -262,12 +269,12 @@ class QueuedAction(models.Model):
                 condition=Q(state__in=["queued", "delivered"]),
                 name="one_open_action_per_device_component",
             ),
-            # A compromise response removes a version from a device once, however often
-            # its fan-out runs.
+            # A compromise response removes a version from a device (and installs its
+            # replacement) once, however often its fan-out runs.
             models.UniqueConstraint(
-                fields=["device", "compromise"],
+                fields=["device", "compromise", "kind"],
                 condition=Q(compromise__isnull=False),
-                name="one_action_per_device_compromise",
+                name="one_action_per_device_compromise_kind",
             ),
             models.CheckConstraint(
                 condition=Q(kind__in=["install", "update", "remove"]), name="queued_action_kind_valid"

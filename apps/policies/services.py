@@ -42,9 +42,9 @@ def resolve_at_contact(device: Device, *, now) -> resolution.Resolution:
     """The device's desired state; queued actions that its reported state already settles
     are settled, and held compromised versions get a tracked removal."""
     result = resolution.resolve(device, now=now)
-    for action_id, state, reason in result.settle:
-        QueuedAction.objects.filter(pk=action_id, state__in=OPEN).update(
-            state=state, reason=reason[:300], settled_at=now
+    for settled in result.settle:
+        QueuedAction.objects.filter(pk=settled.action_id, state__in=OPEN).update(
+            state=settled.state, reason=settled.reason[:300], settled_at=now
         )
     if result.untracked_compromised:
         _track_compromised_removals(device, result, now)
@@ -53,25 +53,24 @@ def resolve_at_contact(device: Device, *, now) -> resolution.Resolution:
 
 def _track_compromised_removals(device, result, now) -> None:
     """A device found holding a compromised version the fan-out did not know about (or
-    before the fan-out reached it): its removal is tracked like the others."""
+    before the fan-out reached it): its removal (and the replacement the security officer
+    chose) is tracked like the others."""
+    versions = result.untracked_compromised
     responses = {
-        r.version_id: r
-        for r in CompromiseResponse.objects.filter(version__in=result.untracked_compromised)
+        r.version_id: r for r in CompromiseResponse.objects.filter(version__in=[v.pk for v in versions])
     }
     QueuedAction.objects.bulk_create(
         [
-            QueuedAction(
-                device=device, component_id=v.component_id, version=v, kind=QueuedAction.Kind.REMOVE,
-                compromise=responses.get(v.pk), reason="version marked compromised",
-            )
-            for v in result.untracked_compromised
+            action
+            for v in versions
+            for action in _compromise_actions(device.pk, v.component_id, v.pk, responses.get(v.pk))
         ],
         ignore_conflicts=True,
     )
     open_removals = dict(
         QueuedAction.objects.filter(
             device=device, kind=QueuedAction.Kind.REMOVE, state__in=OPEN,
-            component_id__in=[v.component_id for v in result.untracked_compromised],
+            component_id__in=[v.component_id for v in versions],
         ).values_list("component_id", "pk")
     )
     for decision in result.decisions:
@@ -80,10 +79,27 @@ def _track_compromised_removals(device, result, now) -> None:
                 decision.action_ids = [open_removals[decision.component.pk]]
 
 
-def link_deliveries(items: list[DeliveryItem], actions_by_key: dict[str, list[int]], *, now) -> None:
-    """Queued actions carried by an Update point at the DeliveryItem that carried them."""
+def _compromise_actions(device_id, component_id, version_id, response) -> list[QueuedAction]:
+    """The removal of a compromised version from one holder, and the install of the
+    replacement the security officer named (after the removal, at a later contact)."""
+    actions = [QueuedAction(
+        device_id=device_id, component_id=component_id, version_id=version_id, kind=QueuedAction.Kind.REMOVE,
+        compromise=response, reason="version marked compromised",
+    )]
+    if response is not None and response.replacement_id is not None:
+        actions.append(QueuedAction(
+            device_id=device_id, component_id=component_id, version_id=response.replacement_id,
+            kind=QueuedAction.Kind.INSTALL, compromise=response,
+            reason="replacement chosen for a compromised version",
+        ))
+    return actions
+
+
+def link_deliveries(items: list[DeliveryItem], actions_by_key: dict[tuple[str, str], list[int]], *, now) -> None:
+    """Queued actions carried by an Update point at the DeliveryItem that carried them
+    (keyed by delivery kind and component id key)."""
     for item in items:
-        action_ids = actions_by_key.get(item.component_key)
+        action_ids = actions_by_key.get((item.kind, item.component_key))
         if action_ids:
             QueuedAction.objects.filter(pk__in=action_ids, state__in=OPEN).update(
                 state=QueuedAction.State.DELIVERED, delivery=item, delivered_at=now
@@ -94,6 +110,16 @@ def settle_succeeded(items: list[DeliveryItem], *, now) -> int:
     return QueuedAction.objects.filter(
         delivery__in=[i.pk for i in items], state=QueuedAction.State.DELIVERED
     ).update(state=QueuedAction.State.SUCCEEDED, settled_at=now, reason="")
+
+
+def settle_lost(items: list[DeliveryItem], *, now) -> int:
+    """Deliveries a later report showed were not applied: their actions are due again; a loss
+    is not a failure of the version (it does not count toward the retry limit)."""
+    if not items:
+        return 0
+    return QueuedAction.objects.filter(
+        delivery__in=[i.pk for i in items], state=QueuedAction.State.DELIVERED
+    ).update(state=QueuedAction.State.QUEUED, reason="the Update was not applied (lost on the way); due again")
 
 
 def settle_failed(items: list[DeliveryItem], *, now) -> None:
@@ -196,33 +222,81 @@ def record_policy_change(obj, *, actor, change: str, request=None, before=None) 
 # --- Compromise response -----------------------------------------------------------------------------
 
 
-def compromise_preview(version: ComponentVersion) -> dict:
-    """What marking `version` compromised will do: for the confirmation page."""
-    holders = InstalledComponent.objects.filter(version=version).values("device_id").distinct().count()
-    newest_other = (
-        version.component.versions.filter(state=ComponentVersion.State.RELEASED)
-        .exclude(pk=version.pk).order_by("-sequence_number").first()
+REMOVE_ONLY = "remove only"
+
+
+def replacement_choices(version: ComponentVersion) -> list[dict]:
+    """What each holder of `version` can get instead: nothing (remove only, the default) or
+    one named released version of the same component; for each, on how many of the holders
+    it failed before (and on how many it failed so often that it would not be offered again),
+    so the security officer sees a fallback that is known not to work."""
+    holders = InstalledComponent.objects.filter(version=version).values("device_id")
+    limit = settings.TEEP_MAX_DELIVERY_FAILURES
+    failed_on = {
+        version_id: (devices, blocked)
+        for version_id, devices, blocked in _failures_by_version(version, holders, limit)
+    }
+    choices = [{"version": None, "label": REMOVE_ONLY, "sequence_number": None, "failed_on": 0, "blocked_on": 0,
+                "warning": "", "description": "each holder removes it; nothing older is installed automatically "
+                                               "(a newer release still is, by policy)"}]
+    candidates = version.component.versions.filter(state=ComponentVersion.State.RELEASED).exclude(
+        pk=version.pk).order_by("-sequence_number")
+    for candidate in candidates:
+        devices, blocked = failed_on.get(candidate.pk, (0, 0))
+        warning = ""
+        if devices:
+            warning = f"failed before on {devices} of these devices"
+            if blocked:
+                warning += f" ({blocked} of them {limit} times or more: it would not be offered to them again)"
+        choices.append({
+            "version": candidate, "label": candidate.version_label, "sequence_number": candidate.sequence_number,
+            "failed_on": devices, "blocked_on": blocked, "warning": warning,
+            "description": ("older than the compromised version: a downgrade"
+                            if candidate.sequence_number < version.sequence_number else "a newer release"),
+        })
+    return choices
+
+
+def _failures_by_version(version, holders, limit) -> list[tuple[int, int, int]]:
+    """(version id, holders it failed on, holders it failed on `limit` times or more)."""
+    per_device = (
+        DeliveryItem.objects.filter(device__in=holders, state=DeliveryItem.State.FAILED, retryable=False,
+                                    version__component=version.component_id)
+        .values("version_id", "device_id").annotate(n=Count("id")).order_by()
     )
-    fixes = []
+    summary: dict[int, list[int]] = {}
+    for row in per_device:
+        entry = summary.setdefault(row["version_id"], [0, 0])
+        entry[0] += 1
+        entry[1] += row["n"] >= limit
+    return [(version_id, devices, blocked) for version_id, (devices, blocked) in summary.items()]
+
+
+def compromise_preview(version: ComponentVersion) -> dict:
+    """What marking `version` compromised will do: for the confirmation page and the API."""
+    holders = InstalledComponent.objects.filter(version=version).values("device_id").distinct().count()
+    policies = []
     for policy in Policy.objects.filter(component=version.component, effect=Effect.REQUIRED).select_related(
         "group", "version"
     ):
         if policy.version_id == version.pk:
-            fixes.append((policy, None, "pins the compromised version: nothing will be installed "
-                                        "until the policy names another version"))
+            note = ("pins the compromised version: nothing is installed for its group until the policy "
+                    "names another version")
         elif policy.version_id:
-            fixes.append((policy, policy.version, f"installs the pinned version {policy.version.version_label}"))
-        elif newest_other is not None:
-            fixes.append((policy, newest_other, f"installs the latest released version {newest_other.version_label}"))
+            note = f"pins version {policy.version.version_label}: its group keeps getting that version"
         else:
-            fixes.append((policy, None, "no other released version: nothing will be installed"))
-    return {"version": version, "holders": holders, "fixes": fixes,
-            "already": version.state == ComponentVersion.State.COMPROMISED}
+            note = ("latest released: holders get the replacement chosen below (or a newer release); other "
+                    "devices of the group get the newest released version that is not compromised")
+        policies.append((policy, note))
+    return {"version": version, "holders": holders, "choices": replacement_choices(version),
+            "policies": policies, "already": version.state == ComponentVersion.State.COMPROMISED}
 
 
 @transaction.atomic(durable=True)
-def mark_compromised(version: ComponentVersion, *, actor, reason: str, request=None) -> CompromiseResponse:
-    """Forbid `version` everywhere at once and start the removal fan-out (after commit).
+def mark_compromised(version: ComponentVersion, *, actor, reason: str, replacement: ComponentVersion | None = None,
+                     request=None) -> CompromiseResponse:
+    """Forbid `version` everywhere at once and start the fan-out (after commit): each holder
+    removes it and then gets `replacement` (None: remove only). The choice is audited.
 
     The caller checks the permission (components.mark_compromised)."""
     reason = (reason or "").strip()
@@ -231,6 +305,14 @@ def mark_compromised(version: ComponentVersion, *, actor, reason: str, request=N
     version = lock_version(version.pk)
     if version.state == ComponentVersion.State.COMPROMISED:
         raise PolicyError(f"{version} is already marked compromised")
+    if replacement is not None:
+        if replacement.pk == version.pk or replacement.component_id != version.component_id:
+            raise PolicyError("the replacement must be another version of the same component")
+        if replacement.state != ComponentVersion.State.RELEASED:
+            raise PolicyError(f"the replacement {replacement} is {replacement.get_state_display().lower()}; "
+                              "only a released version can replace it")
+    choice = next((c for c in replacement_choices(version)
+                   if (c["version"].pk if c["version"] else None) == (replacement.pk if replacement else None)), None)
     before = {"state": version.state}
     version.state = ComponentVersion.State.COMPROMISED
     version.state_changed_reason = reason
@@ -240,6 +322,7 @@ def mark_compromised(version: ComponentVersion, *, actor, reason: str, request=N
     response = CompromiseResponse.objects.create(
         version=version,
         reason=reason,
+        replacement=replacement,
         marked_by=_user(actor),
         marked_by_name=getattr(actor, "get_username", lambda: str(actor or ""))(),
         holders_at_mark=holders,
@@ -252,7 +335,12 @@ def mark_compromised(version: ComponentVersion, *, actor, reason: str, request=N
         request=request,
         before=before,
         after={"state": version.state},
-        detail={"holders": holders, "compromise_response": response.pk},
+        detail={
+            "holders": holders, "compromise_response": response.pk,
+            "replacement": {"version": replacement.pk, "label": replacement.version_label} if replacement else None,
+            "choice": replacement.version_label if replacement else REMOVE_ONLY,
+            "replacement_warning": (choice or {}).get("warning", ""),
+        },
     )
     from apps.policies.tasks import fan_out_compromise
 
@@ -281,10 +369,9 @@ def fan_out_compromise_batch(response_id: int, *, batch_size: int = FANOUT_BATCH
             device_ids = [device_id for _, device_id in rows]
             QueuedAction.objects.bulk_create(
                 [
-                    QueuedAction(device_id=device_id, component_id=version.component_id, version_id=version.pk,
-                                 kind=QueuedAction.Kind.REMOVE, compromise_id=response.pk,
-                                 reason="version marked compromised")
+                    action
                     for device_id in device_ids
+                    for action in _compromise_actions(device_id, version.component_id, version.pk, response)
                 ],
                 ignore_conflicts=True,
             )
@@ -293,7 +380,8 @@ def fan_out_compromise_batch(response_id: int, *, batch_size: int = FANOUT_BATCH
                 device_id__in=device_ids, component_id=version.component_id, kind=QueuedAction.Kind.REMOVE,
                 state__in=OPEN, compromise__isnull=True,
             ).exclude(
-                device_id__in=QueuedAction.objects.filter(compromise_id=response.pk).values("device_id")
+                device_id__in=QueuedAction.objects.filter(
+                    compromise_id=response.pk, kind=QueuedAction.Kind.REMOVE).values("device_id")
             ).update(compromise_id=response.pk)
             CompromiseResponse.objects.filter(pk=response.pk, fanout_cursor__lt=rows[-1][0]).update(
                 fanout_cursor=rows[-1][0]
@@ -313,37 +401,45 @@ def fan_out_compromise_batch(response_id: int, *, batch_size: int = FANOUT_BATCH
 
 
 def compromise_progress(response: CompromiseResponse) -> dict:
-    """Counts derived from the response's queued actions (never stored)."""
+    """Counts derived from the response's queued actions (never stored).
+
+    Removals: `removed` = confirmed (a Success, or a later report no longer listing it);
+    `delivered` = delivered, not confirmed (the Update went out; no answer or report since);
+    `queued` = due at the device's next contact (`not_contacted`: no contact since it was
+    queued); `failed`; `cancelled`. `still_held`: devices whose last report still lists the
+    version. Replacement installs (when one was chosen) are counted under `replacement`."""
     State = QueuedAction.State
     not_contacted = Q(state=State.QUEUED) & (
         Q(device__last_contact_at__isnull=True) | Q(device__last_contact_at__lt=F("created_at"))
     )
+    removal = Q(kind=QueuedAction.Kind.REMOVE)
+    install = ~removal
     counts = QueuedAction.objects.filter(compromise=response).aggregate(
-        total=Count("id"),
-        queued=Count("id", filter=Q(state=State.QUEUED)),
-        delivered=Count("id", filter=Q(state=State.DELIVERED)),
-        removed=Count("id", filter=Q(state=State.SUCCEEDED)),
-        failed=Count("id", filter=Q(state=State.FAILED)),
-        cancelled=Count("id", filter=Q(state=State.CANCELLED)),
-        not_contacted=Count("id", filter=not_contacted),
+        total=Count("id", filter=removal),
+        queued=Count("id", filter=removal & Q(state=State.QUEUED)),
+        delivered=Count("id", filter=removal & Q(state=State.DELIVERED)),
+        removed=Count("id", filter=removal & Q(state=State.SUCCEEDED)),
+        failed=Count("id", filter=removal & Q(state=State.FAILED)),
+        cancelled=Count("id", filter=removal & Q(state=State.CANCELLED)),
+        not_contacted=Count("id", filter=removal & not_contacted),
+        replacement_total=Count("id", filter=install),
+        replacement_installed=Count("id", filter=install & Q(state=State.SUCCEEDED)),
+        replacement_failed=Count("id", filter=install & Q(state=State.FAILED)),
     )
+    counts["delivered_not_confirmed"] = counts["delivered"]
     counts["pending"] = counts["delivered"] + counts["queued"] - counts["not_contacted"]
+    counts["still_held"] = InstalledComponent.objects.filter(version_id=response.version_id).count()
+    counts["replacement"] = {
+        "version": response.replacement.version_label if response.replacement_id else None,
+        "total": counts.pop("replacement_total"),
+        "installed": counts.pop("replacement_installed"),
+        "failed": counts.pop("replacement_failed"),
+    }
     counts["fanout_finished"] = response.fanout_finished_at is not None
     return counts
 
 
 # --- Housekeeping (Celery beat) --------------------------------------------------------------------
-
-
-def requeue_unanswered_actions(*, now=None) -> int:
-    """Delivered actions whose Update was never answered (token expired) go back to queued."""
-    now = now or timezone.now()
-    return QueuedAction.objects.filter(state=QueuedAction.State.DELIVERED).filter(
-        Q(delivery__isnull=True)
-        | Q(delivery__state=DeliveryItem.State.EXPIRED)
-        | Q(delivery__token__isnull=True, delivery__state=DeliveryItem.State.SENT)
-        | Q(delivery__token__expires_at__lte=now, delivery__state=DeliveryItem.State.SENT)
-    ).update(state=QueuedAction.State.QUEUED, reason="no answer before the Update's token expired")
 
 
 def stalled_fanouts(*, now=None) -> list[int]:

@@ -29,9 +29,9 @@ def fan_out_compromise(self, response_id: int, batch_size: int = services.FANOUT
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True, **RETRY)
 def sweep_queued_actions() -> dict:
-    """Beat, every minute: unanswered deliveries back to queued; stalled fan-outs resumed."""
-    requeued = services.requeue_unanswered_actions()
+    """Beat, every minute: stalled fan-outs resumed. (Unanswered deliveries need no sweep:
+    the device's next report settles them, DESIGN.md level-triggered reconciliation.)"""
     stalled = services.stalled_fanouts()
     for response_id in stalled:
         fan_out_compromise.delay(response_id)
-    return {"requeued": requeued, "fanouts_resumed": stalled}
+    return {"fanouts_resumed": stalled}

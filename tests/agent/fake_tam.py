@@ -93,6 +93,8 @@ class FakeTam:
         uri: str | None = None,
         signing_key: TeepKey | None = None,
         manifest_component_id=MANIFEST_ID,
+        vendor_id: bytes | None = None,
+        class_id: bytes | None = None,
     ) -> bytes:
         return build_envelope(
             component_id=list(component),
@@ -101,6 +103,8 @@ class FakeTam:
             payload_uri=uri,
             signing_key=signing_key or self.p256,
             manifest_component_id=list(manifest_component_id) if manifest_component_id else None,
+            vendor_id=vendor_id,
+            class_id=class_id,
         )
 
     def open(self, body: bytes, agent_key: TeepKey):

@@ -8,7 +8,7 @@ from django.utils import timezone
 from apps.accounts import roles
 from apps.audit.models import AuditEvent
 from apps.components.models import ComponentVersion
-from apps.devices.models import Device, InstalledComponent, Tag
+from apps.devices.models import DeliveryItem, Device, InstalledComponent, Tag
 from apps.policies import services as policies
 from apps.policies.models import (
     AttributeRule,
@@ -359,15 +359,18 @@ def test_queued_actions_cannot_be_edited_or_deleted(operator, world):
 # --- compromise -------------------------------------------------------------------------------
 
 
-def test_preview_shows_holders_and_what_policies_will_install(officer, world):
+def test_preview_shows_holders_the_replacement_choices_and_their_failures(officer, world):
+    # v2 failed (for good) on one of the two holders before.
+    DeliveryItem.objects.create(device=world["devices"][0], kind="install", state="failed",
+                                component_key=world["component"].component_id, version=world["v2"])
     body = officer.get(f"/api/v1/compromise/preview/?version={world['v1'].pk}").json()
     assert body["version"] == world["v1"].pk and body["holders"] == 2 and body["already"] is False
-    (fix,) = body["fixes"]
-    assert (
-        fix["policy"] == world["policy"].pk
-        and fix["group"] == "lab"
-        and fix["installs"] == world["v2"].pk
-    )
+    remove_only, v2 = body["choices"]
+    assert (remove_only["version"], remove_only["label"], remove_only["warning"]) == (None, "remove only", "")
+    assert (v2["version"], v2["failed_on"], v2["blocked_on"]) == (world["v2"].pk, 1, 0)
+    assert "failed before on 1 of these devices" in v2["warning"]
+    (policy,) = body["policies"]
+    assert (policy["policy"], policy["group"]) == (world["policy"].pk, "lab") and "latest released" in policy["note"]
     assert officer.get("/api/v1/compromise/preview/").status_code == 400
     assert officer.get("/api/v1/compromise/preview/?version=999999").status_code == 400
 
@@ -408,6 +411,7 @@ def test_mark_compromised_fans_out_and_reports_progress(
     assert detail["progress"]["fanout_finished"] is True
     listed = officer.get("/api/v1/compromise/").json()
     assert [r["id"] for r in listed["results"]] == [body["id"], world["response"].pk]
+
     # Twice is refused with the service's message.
     again = officer.post(
         "/api/v1/compromise/",
@@ -415,6 +419,38 @@ def test_mark_compromised_fans_out_and_reports_progress(
         content_type="application/json",
     )
     assert again.status_code == 400 and "already marked compromised" in again.json()["detail"]
+
+
+def test_mark_compromised_with_a_replacement_queues_it_for_each_holder_and_audits_the_choice(
+    officer, world, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = officer.post(
+            "/api/v1/compromise/",
+            {"version": world["v1"].pk, "reason": "key leaked", "replacement": world["v2"].pk},
+            content_type="application/json",
+        )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["replacement"] == world["v2"].pk
+    installs = QueuedAction.objects.filter(compromise=body["id"], kind="install")
+    assert sorted(installs.values_list("device_id", "version_id")) == [
+        (d.pk, world["v2"].pk) for d in world["devices"][:2]]
+    progress = officer.get(f"/api/v1/compromise/{body['id']}/").json()["progress"]
+    assert progress["replacement"] == {"version": "2.0", "total": 2, "installed": 0, "failed": 0}
+    event = AuditEvent.objects.get(action="component_version.compromise")
+    assert event.detail["choice"] == "2.0" and event.detail["replacement"]["version"] == world["v2"].pk
+
+
+def test_a_replacement_must_be_a_released_version_of_the_same_component(officer, world):
+    other = version_of(TrustedComponentFactory(name="other-ta"), 1)
+    for replacement in (other.pk, world["v1"].pk):
+        answer = officer.post("/api/v1/compromise/", {"version": world["v1"].pk, "reason": "x",
+                                                      "replacement": replacement},
+                              content_type="application/json")
+        assert answer.status_code == 400 and "same component" in answer.json()["detail"]
+    world["v1"].refresh_from_db()
+    assert world["v1"].state == "released"
 
 
 def test_the_compromise_list_matches_the_progress_function(world):

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from apps.attestation import services
-from apps.attestation.evidence import make_evidence
+from apps.teep.wire.evidence import make_evidence
 from apps.teep.wire.keys import TeepKey
 
 UEID = bytes.fromhex("0198f50a4ff6c05861c8860d13a638ea")

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from apps.attestation import services
-from apps.attestation.evidence import EVIDENCE_MEDIA_TYPE, make_evidence, measured_component
+from apps.teep.wire.evidence import EVIDENCE_MEDIA_TYPE, make_evidence, measured_component
 from apps.teep.tam_keys import tam_keys
 from apps.teep.wire import eat
 from apps.teep.wire.keys import TeepKey

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from apps.attestation import services, tasks
 from apps.attestation.appraisal import Appraisal, VerifierUnavailable
-from apps.attestation.evidence import EVIDENCE_MEDIA_TYPE
+from apps.teep.wire.evidence import EVIDENCE_MEDIA_TYPE
 from apps.attestation.models import AttestationRecord, AttestationRequest
 from apps.audit.models import AuditEvent
 from apps.devices.models import Device

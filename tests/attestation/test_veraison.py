@@ -9,7 +9,7 @@ import pytest
 
 from apps.attestation import services
 from apps.attestation.appraisal import VerifierProtocolError, VerifierUnavailable
-from apps.attestation.evidence import EVIDENCE_MEDIA_TYPE, make_evidence
+from apps.teep.wire.evidence import EVIDENCE_MEDIA_TYPE, make_evidence
 from apps.attestation.models import AttestationRecord
 from apps.attestation.verifiers.veraison import VeraisonConfig, VeraisonVerifier, load_pinned_key
 from apps.devices.models import Device

@@ -223,7 +223,10 @@ def test_security_officer_marks_the_version_compromised_and_watches_it_removed(
         f"{FLEET_SIZE} devices known to hold it will be told to remove it at their next contact"
         in content
     )
-    assert "Policy EU fleet" in content and "no other released version" in content
+    assert "Policy EU fleet" in content and "What each holder gets instead" in content
+    # Remove only is the default; no other version exists to offer instead.
+    assert page.is_checked("input[name=replacement][value='']")
+    assert page.locator("input[name=replacement]").count() == 1
     assert "Advisory TA-2025-01" in content
     screenshot(page, artifacts_dir, "browser-2-compromise-confirmation.png")
     version.refresh_from_db()

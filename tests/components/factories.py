@@ -1,6 +1,7 @@
 """factory_boy factories for the catalogue."""
 
 import factory
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from apps.components import identifiers
@@ -46,6 +47,13 @@ class TrustedComponentFactory(factory.django.DjangoModelFactory):
         lambda o: identifiers.encode(
             identifiers.default_manifest_component_id(identifiers.decode(o.component_id))
         )
+    )
+    # The defaults services.create_component gives (SUIT manifest 8.4.8.3).
+    suit_vendor_id = factory.LazyFunction(
+        lambda: identifiers.default_vendor_id(settings.TAM_VENDOR_DOMAIN)
+    )
+    suit_class_id = factory.LazyAttribute(
+        lambda o: identifiers.default_class_id(o.suit_vendor_id, o.name)
     )
 
 

@@ -15,7 +15,7 @@ from apps.teep.wire.keys import TeepKey
 from tests.accounts.helpers import client_for, make_user
 from tests.api.conftest import token_client
 from tests.components.factories import TrustedComponentFactory
-from tests.teep.conftest import SimAgent
+from tests.tam.conftest import SimAgent
 
 pytestmark = pytest.mark.django_db
 TEEP = "application/teep+cbor"

@@ -6,11 +6,11 @@ from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 
 from apps.components import services as catalogue
-from apps.teep import tam
+from apps.tam import engine
 from apps.teep.wire import messages
 from apps.teep.wire.suit import build_report, make_failure, parse_envelope
 from tests.components.factories import PASSWORD, UserFactory
-from tests.teep.conftest import TA_COMPONENT_ID, make_agent, release_new_version, trusted_app  # noqa: F401
+from tests.tam.conftest import TA_COMPONENT_ID, make_agent, release_new_version, trusted_app  # noqa: F401
 
 OTHER_COMPONENT_ID = [b"TEEP-Device", b"SecureFS", b"other", b"ta"]
 
@@ -22,7 +22,7 @@ def claims_for(version, component_id=TA_COMPONENT_ID) -> dict:
 def contact(agent, held=(), requested=(), unneeded=()):
     """One RequestPolicyCheck: empty POST, then the QueryResponse. Returns the decoded Update
     or None (nothing due)."""
-    answer = tam.process_connect(numbering=agent.numbering, source_ip="192.0.2.1")
+    answer = engine.process_connect(numbering=agent.numbering, source_ip="192.0.2.1")
     request = agent.read(answer.body)
     response = messages.QueryResponse(
         token=request.token,
@@ -36,7 +36,7 @@ def contact(agent, held=(), requested=(), unneeded=()):
 
 
 def send(agent, message):
-    return tam.process_teep_message(agent.sign(message), numbering=agent.numbering, source_ip="192.0.2.1")
+    return engine.process_teep_message(agent.sign(message), numbering=agent.numbering, source_ip="192.0.2.1")
 
 
 def succeed(agent, update):

@@ -18,7 +18,7 @@ from apps.policies.tasks import fan_out_compromise, sweep_queued_actions
 
 from .conftest import contact, fail, succeed
 from .factories import DeviceFactory, DeviceGroupFactory, PolicyFactory
-from tests.teep.conftest import TA_COMPONENT_ID, release_new_version
+from tests.tam.conftest import TA_COMPONENT_ID, release_new_version
 
 State = QueuedAction.State
 
@@ -79,14 +79,17 @@ def test_compromise_end_to_end_through_the_tam(make_agent, trusted_app, world, d
     # The device that never held it got nothing about it (nor the compromised version).
     assert contact(agents[2]) is None
 
-    # The fixed version is released: the policy installs it once the removal is done.
+    # The fixed version is released: the policy installs it on the device that removed it...
     ComponentVersion.objects.filter(pk=fixed.pk).update(state="released", released_at=trusted_app.released_at)
     assert contact(agents[0]).manifest_list == (bytes(fixed.envelope),)
+    # ...and the holder whose removal failed gets both in one Update: unlink first, then install
+    # the fix (TEEP 7.2.2), as DESIGN.md promises ("at its next contact").
     retry = contact(agents[1], held=[trusted_app])
-    assert retry.unneeded_manifest_list == manifest_id and retry.manifest_list is None
+    assert retry.unneeded_manifest_list == manifest_id and retry.manifest_list == (bytes(fixed.envelope),)
     succeed(agents[1], retry)
     assert services.compromise_progress(response)["removed"] == 2
     assert not InstalledComponent.objects.filter(version=trusted_app).exists()
+    assert InstalledComponent.objects.get(device=agents[1].device).version == fixed
 
 
 @pytest.mark.django_db
@@ -158,13 +161,16 @@ def test_security_officer_sees_what_will_happen_then_confirms(client, world, tru
     assert page.status_code == 200 and "A reason is required" in page.content.decode()
     page = client.post(url, {"version": trusted_app.pk, "reason": "advisory 42"}).content.decode()
     assert "<strong>4</strong> devices" in page
-    assert f"installs the latest released version {newer.version_label}" in page
+    assert 'name="replacement" value="" checked' in page  # remove only, unless chosen otherwise
+    assert f'name="replacement" value="{newer.pk}"' in page and "a newer release" in page
     trusted_app.refresh_from_db()
     assert trusted_app.state == "released"  # nothing happens before confirmation
     with django_capture_on_commit_callbacks(execute=True):
-        done = client.post(url, {"version": trusted_app.pk, "reason": "advisory 42", "confirm": "True"})
+        done = client.post(url, {"version": trusted_app.pk, "reason": "advisory 42", "confirm": "True",
+                                 "replacement": newer.pk})
     response = CompromiseResponse.objects.get()
     assert done.status_code == 302 and done["Location"].endswith(f"/{response.pk}/change/")
+    assert response.replacement == newer
     assert services.compromise_progress(response)["total"] == 4
     page = client.get(done["Location"]).content.decode()
     assert "not yet contacted</th><td>4" in page

@@ -17,7 +17,7 @@ from .factories import (
     PolicyFactory,
     TagFactory,
 )
-from tests.teep.conftest import release_new_version
+from tests.tam.conftest import release_new_version
 
 pytestmark = pytest.mark.django_db
 
@@ -94,12 +94,12 @@ def test_required_latest_released_follows_new_releases_without_per_device_rows(t
     PolicyFactory(group=group, component=trusted_app.component)
     assert not QueuedAction.objects.exists() and not DeliveryItem.objects.exists()
     decision = decision_for(devices[0], trusted_app.component)
-    assert (decision.action, decision.version) == ("install", trusted_app)
+    assert (decision.action, decision.version.pk) == ("install", trusted_app.pk)
     assert "required by" in decision.reason and "latest released" in decision.reason
     newer = release_new_version(trusted_app.component, 2)
     hold(devices[1], trusted_app)
     decision = decision_for(devices[1], trusted_app.component)
-    assert (decision.action, decision.version) == ("update", newer)
+    assert (decision.action, decision.version.pk) == ("update", newer.pk)
     assert not QueuedAction.objects.exists() and not DeliveryItem.objects.exists()
 
 
@@ -111,9 +111,9 @@ def test_pinned_version_beats_latest_and_the_highest_pin_wins(trusted_app):
     PolicyFactory(group=DeviceGroupFactory(tags=["lab"]), component=trusted_app.component)
     PolicyFactory(group=AttributeRuleFactory(value="model-a").group, component=trusted_app.component,
                   version=trusted_app)
-    assert decision_for(device, trusted_app.component).version == trusted_app
+    assert decision_for(device, trusted_app.component).version.pk == trusted_app.pk
     PolicyFactory(group=DeviceGroupFactory(all_devices=True), component=trusted_app.component, version=v2)
-    assert decision_for(device, trusted_app.component).version == v2
+    assert decision_for(device, trusted_app.component).version.pk == v2.pk
 
 
 def test_a_pinned_version_older_than_the_held_one_is_not_rolled_back(trusted_app):
@@ -157,14 +157,14 @@ def test_forbidding_one_version_leaves_the_newest_allowed_one(trusted_app):
     PolicyFactory(group=group, component=trusted_app.component)
     PolicyFactory(group=DeviceGroupFactory(all_devices=True), component=trusted_app.component,
                   effect="forbidden", version=v2)
-    assert decision_for(device, trusted_app.component).version == trusted_app
+    assert decision_for(device, trusted_app.component).version.pk == trusted_app.pk
     hold(device, v2)
     decision = decision_for(device, trusted_app.component)
     assert decision.action == "remove" and "version 1.2 forbidden" in decision.reason
 
 
 def test_forbidden_blocks_what_the_agent_requests(make_agent, trusted_app):
-    from tests.teep.conftest import TA_COMPONENT_ID
+    from tests.tam.conftest import TA_COMPONENT_ID
 
     agent = make_agent()
     PolicyFactory(group=DeviceGroupFactory(all_devices=True), component=trusted_app.component, effect="forbidden")

@@ -18,9 +18,11 @@ from apps.teep.wire.messages import (
     QueryResponse,
     RequestedTcInfo,
     Success,
+    TeepEncodeError,
     Update,
     decode,
     encode,
+    is_tagged_envelope,
 )
 from apps.teep.wire.numbering import CURRENT, PRE_26
 from tests.conftest import _shared_dir
@@ -210,8 +212,12 @@ BOTH_REJECT = {  # name: (payload, field named by the TeepDecodeError)
     "manifest-list item is an integer": ([3, {9: [cbor2.dumps(1)]}], "options.manifest-list[0]"),
     "manifest-list item is text": ([3, {9: ["envelope"]}], "options.manifest-list[0]"),
     "manifest-list item is not CBOR": ([3, {9: [b"\xff"]}], "options.manifest-list[0]"),
-    "manifest-list item is a tagged envelope": (
-        [3, {9: [cbor2.dumps(cbor2.CBORTag(107, cbor2.loads(ENVELOPES[0])))]}],
+    "manifest-list item is a tagged array": (
+        [3, {9: [cbor2.dumps(cbor2.CBORTag(107, [1, 2]))]}],
+        "options.manifest-list[0]",
+    ),
+    "manifest-list item is a map under another tag": (
+        [3, {9: [cbor2.dumps(cbor2.CBORTag(1070, cbor2.loads(ENVELOPES[0])))]}],
         "options.manifest-list[0]",
     ),
     "manifest-list not an array": ([3, {9: ENVELOPES[0]}], "options.manifest-list"),
@@ -298,3 +304,25 @@ def test_open_extension_points(name):
     assert decode(reencoded, CURRENT) == message
     if message.ignored_labels:
         assert cddl_errors(reencoded, CURRENT) == ()  # ignored labels are not sent back
+
+
+# --- SUIT_Envelope_Tagged in manifest-list: accepted from other TAMs, never sent ----------------
+
+
+@pytest.mark.parametrize("numbering", [CURRENT, PRE_26], ids=lambda n: n.name)
+def test_tagged_envelope_in_manifest_list_is_decoded_but_never_encoded(numbering):
+    # AttesTAM and tamproto wrap manifest-list envelopes in tag 107; the TEEP CDDL says untagged.
+    tagged = cbor2.dumps(cbor2.CBORTag(107, cbor2.loads(ENVELOPES[0])))
+    options = {numbering.label("token"): TOKEN, numbering.label("manifest-list"): [tagged]}
+    data = cbor2.dumps([numbering.message_type("update"), options])
+    assert cddl_errors(data, numbering) != ()
+
+    update = decode(data, numbering)
+
+    assert update.manifest_list == (tagged,)
+    assert is_tagged_envelope(update.manifest_list[0])
+    assert not is_tagged_envelope(ENVELOPES[0])
+    with pytest.raises(TeepEncodeError) as caught:
+        encode(update, numbering)
+    assert caught.value.field == "options.manifest-list[0]"
+    assert "107" in caught.value.problem

@@ -21,6 +21,7 @@ from apps.teep.wire.suit import (
     parse_envelope,
     parse_report,
     report_to_json,
+    verify_report,
 )
 
 TOKEN = bytes(range(16))
@@ -89,6 +90,35 @@ def test_signed_report_verifies_with_the_agent_key(tagged, agent_key, suit_cddl)
     assert parse_report(data).signature == "not verified"
     with pytest.raises(SuitError, match="SUIT report signature does not verify with the given key"):
         parse_report(data, key=TeepKey.generate("p256"))
+
+
+@pytest.mark.parametrize("kid", ["thumbprint", None], ids=["with-kid", "kid-less"])
+def test_report_signed_with_the_teep_key_says_which_key_verified_it(kid, agent_key):
+    # libcsuit linked with libteep signs SUIT reports with the agent's TEEP key; the TAM gives
+    # parse_report the keys it knows for the agent and learns which one signed.
+    report_key, other = TeepKey.generate("p256"), TeepKey.generate("p256")
+    data = build_report(
+        manifest_digest=DIGEST, nonce=TOKEN, signing_key=agent_key,
+        kid=... if kid else None,
+    )
+    keys = [report_key.public(), other.public(), agent_key.public()]
+
+    result = parse_report(data, keys=keys)
+
+    assert result.signature == "verified"
+    assert result.verified_by.kid == agent_key.kid
+    assert result.kid == (agent_key.kid if kid else None)
+    assert report_to_json(result)["verified_by"] == agent_key.kid.hex()
+    assert verify_report(data, keys).kid == agent_key.kid
+    with pytest.raises(SuitError, match="does not verify with any of the 2 given keys"):
+        parse_report(data, keys=[report_key.public(), other.public()])
+
+
+def test_verify_report_refuses_an_unsigned_report(agent_key):
+    data = build_report(manifest_digest=DIGEST, nonce=TOKEN)
+    with pytest.raises(SuitError, match=r"not signed \(SUIT_Report\)"):
+        verify_report(data, [agent_key.public()])
+    assert parse_report(data, keys=[agent_key.public()]).signature == "unsigned"
 
 
 def test_ed25519_signed_report():

@@ -32,6 +32,21 @@ def _component_id(value) -> dict:
     return {"hex": [bytes(p).hex() for p in value], "text": component_id_text(value)}
 
 
+# DESIGN.md decision 11: accepted from other TAMs, shown as what it is.
+TAGGED_ENVELOPE_NOTE = (
+    "SUIT_Envelope_Tagged (107) inside manifest-list; the TEEP CDDL says untagged"
+)
+
+
+def _envelope_item(item: bytes) -> dict:
+    """One manifest-list entry: its bytes (hex) and whether it carries the SUIT tag 107."""
+    entry: dict[str, Any] = {"size": len(item), "tagged": messages.is_tagged_envelope(item)}
+    if entry["tagged"]:
+        entry["note"] = TAGGED_ENVELOPE_NOTE
+    entry["envelope"] = bytes(item).hex()
+    return entry
+
+
 def message_to_json(message: messages.TeepMessage, numbering: Numbering) -> dict:
     out: dict[str, Any] = {"type": messages.message_type_name(message), "numbering": numbering.name}
     for f in fields(message):
@@ -41,6 +56,8 @@ def message_to_json(message: messages.TeepMessage, numbering: Numbering) -> dict
         name = f.name.replace("_", "-")
         if name in ("unneeded-manifest-list",):
             out[name] = [_component_id(c) for c in value]
+        elif name == "manifest-list":
+            out[name] = [_envelope_item(item) for item in value]
         elif name == "requested-tc-list":
             out[name] = [
                 {

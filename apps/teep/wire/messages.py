@@ -38,9 +38,12 @@ Choices made where the draft leaves room (keep docs/ in step):
   above 23 "as unknown errors", this codec drops the message instead), and data-item-requested
   may only set the four bits of `.bits data-item-requested`.
 * SUIT_Component_Identifier is `[* bstr]` (SUIT manifest CDDL), so an empty one decodes.
-* manifest-list items must hold one untagged CBOR map (SUIT_Envelope, TEEP 4.4); suit-reports items
-  one CBOR map, array or tagged item (SUIT_Report_Protected / _Unprotected). Deeper checks belong
-  to the SUIT layer.
+* manifest-list items must hold one untagged CBOR map (SUIT_Envelope, TEEP 4.4), or a
+  SUIT_Envelope_Tagged (tag 107 around a map): the TEEP CDDL says untagged, but AttesTAM and
+  tamproto send the tagged form and agents should still install from them (DESIGN.md decision
+  11). decode() accepts it (`is_tagged_envelope` tells the inspectors so), encode() refuses it,
+  so this product never sends one. suit-reports items one CBOR map, array or tagged item
+  (SUIT_Report_Protected / _Unprotected). Deeper checks belong to the SUIT layer.
 * Section 4 rules beyond the CDDL: QueryRequest token present iff the attestation bit is clear;
   challenge and supported-freshness-mechanisms absent when it is clear (4.2); have-binary true
   needs tc-manifest-sequence-number (4.3). Conditional "MUST be returned" rules of the Error
@@ -165,7 +168,8 @@ class QueryResponse(_Frozen):
 
 @dataclass(frozen=True, kw_only=True)
 class Update(_Frozen):
-    """TEEP 4.4, TAM -> Agent. manifest-list items are the bytes of untagged SUIT_Envelopes."""
+    """TEEP 4.4, TAM -> Agent. manifest-list items are the bytes of SUIT_Envelopes: untagged,
+    or tagged (107) as received from other TAMs (decode only, see the module doc)."""
 
     TYPE_NAME: ClassVar[str] = "update"
     token: bytes | None = None
@@ -448,8 +452,31 @@ _token = _bstr(8, 64)
 _challenge = _bstr(8, 512)
 _msg_text = _text(1, 128)
 _err_lang = _text(1, 35)
-# TEEP 4.4: manifest-list carries untagged SUIT_Envelopes (maps).
-_suit_envelope = _cbor_in_bstr("an untagged SUIT_Envelope (a CBOR map)", (5,))
+# SUIT manifest 8.2: SUIT_Envelope_Tagged = #6.107(SUIT_Envelope); 107 takes a one-byte argument.
+_SUIT_ENVELOPE_TAG_HEAD = b"\xd8\x6b"
+
+
+def is_tagged_envelope(item: bytes) -> bool:
+    """True for a manifest-list item holding a SUIT_Envelope_Tagged (107) rather than the
+    untagged SUIT_Envelope of the TEEP CDDL (4.4); for inspectors, which note it."""
+    return (
+        isinstance(item, (bytes, bytearray))
+        and item[:2] == _SUIT_ENVELOPE_TAG_HEAD
+        and len(item) > 2
+        and item[2] >> 5 == 5
+    )
+
+
+def _suit_envelope(value, path, numbering):
+    """TEEP 4.4 `bstr .cbor SUIT_Envelope`; tag 107 around the map tolerated (module doc)."""
+    _bstr()(value, path, numbering)
+    major = _scan(value, path, allow_tags=True)
+    if major != 5 and not is_tagged_envelope(value):
+        raise TeepDecodeError(
+            path, "must contain a SUIT_Envelope (a CBOR map, untagged or with tag 107)"
+        )
+    return value
+
 # SUIT_Report (map), COSE_Sign1 / COSE_Mac0 / COSE_Encrypt0 (array), or their tagged forms.
 _suit_report = _cbor_in_bstr(
     "a SUIT report (a CBOR map, array or tagged COSE structure)", (4, 5, 6)
@@ -747,6 +774,12 @@ def encode(message: TeepMessage, numbering: Numbering = CURRENT) -> bytes:
         positional.to_wire(getattr(message, positional.attr), numbering)
         for positional in spec.positional
     ]
+    for index, envelope in enumerate(getattr(message, "manifest_list", None) or ()):
+        if is_tagged_envelope(envelope):
+            raise TeepEncodeError(
+                f"options.manifest-list[{index}]",
+                "is a SUIT_Envelope_Tagged (107); TEEP 4.4 carries untagged envelopes",
+            )
     try:
         data = cbor2.dumps(item)
     except Exception as e:  # noqa: BLE001 - a value cbor2 cannot encode
@@ -780,6 +813,7 @@ __all__ = [
     "Update",
     "decode",
     "encode",
+    "is_tagged_envelope",
     "message_type_name",
 ]
 

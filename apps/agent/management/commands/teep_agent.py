@@ -1,10 +1,12 @@
 """Run the simulated TEEP Agent once: one RequestPolicyCheck against a TAM URI."""
 
 import json
+import uuid
 
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.agent.agent import Behaviour, TeepAgent
+from apps.agent.state import DeviceIdentity
 from apps.agent.summary import describe_result
 from apps.teep.wire.errors import WireError
 from apps.teep.wire.numbering import NUMBERINGS
@@ -83,6 +85,21 @@ class Command(BaseCommand):
         knobs.add_argument(
             "--es256", action="store_true", help="sign with ES256 (-7), as older agents"
         )
+        legacy = parser.add_argument_group("agents in the field (apps.agent.agent.Behaviour)")
+        legacy.add_argument("--selected-cipher-suite-label", action="store_true",
+                            help="send option label 5 in the QueryResponse (draft-25 numbering)")
+        legacy.add_argument("--empty-tc-list", action="store_true", help="always send tc-list []")
+        legacy.add_argument("--verify-only-sign1-es256", action="store_true",
+                            help="drop TAM messages other than COSE_Sign1 ES256, as libteep")
+        legacy.add_argument("--chunked", action="store_true",
+                            help="POST with Transfer-Encoding: chunked")
+        legacy.add_argument("--host", metavar="HOST", help="fixed Host header, e.g. example.com")
+        legacy.add_argument("--sign-reports-with-teep-key", action="store_true")
+        identity = parser.add_argument_group("SUIT identity (kept in the state folder)")
+        identity.add_argument("--vendor-id", action="append", default=[], metavar="UUID",
+                              help="a SUIT vendor id this device matches (default: any)")
+        identity.add_argument("--class-id", action="append", default=[], metavar="UUID",
+                              help="a SUIT class id this device matches (default: any)")
 
     def handle(self, *args, **options):
         try:
@@ -112,6 +129,12 @@ class Command(BaseCommand):
             tamper_signature=options["tamper_signature"],
             omit_kid=options["omit_kid"],
             legacy_es256=options["es256"],
+            legacy_selected_cipher_suite_label=options["selected_cipher_suite_label"],
+            empty_tc_list=options["empty_tc_list"],
+            verify_only_sign1_es256=options["verify_only_sign1_es256"],
+            chunked_body=options["chunked"],
+            fixed_host=options["host"],
+            sign_reports_with_teep_key=options["sign_reports_with_teep_key"],
         )
         evidence_provider = None
         if options["attest"]:
@@ -149,13 +172,18 @@ class Command(BaseCommand):
                 if not as_json:
                     for key in added:
                         self.stdout.write(f"trusted {role} key {key.kid.hex()}")
+        if options["vendor_id"] or options["class_id"]:
+            agent.set_identity(_identity(options["vendor_id"], options["class_id"]))
         for component in request:
             agent.request_ta(component)
         for component in unrequest:
             agent.unrequest_ta(component)
 
         if not tam:
-            if not (init or tam_key or signer_key or request or unrequest):
+            if not (
+                init or tam_key or signer_key or request or unrequest
+                or options["vendor_id"] or options["class_id"]
+            ):
                 raise CommandError("nothing to do: give --tam URL (or --init, --tam-key, ...)")
             if as_json:
                 self.stdout.write(json.dumps(output, indent=2))
@@ -173,6 +201,13 @@ class Command(BaseCommand):
             raise CommandError(
                 _one_line(f"{len(result.failures)} failure(s): {result.failures[0]}")
             )
+
+
+def _identity(vendor_ids, class_ids) -> DeviceIdentity:
+    return DeviceIdentity(
+        vendor_ids=tuple(uuid.UUID(value).bytes for value in vendor_ids),
+        class_ids=tuple(uuid.UUID(value).bytes for value in class_ids),
+    )
 
 
 def _one_line(value) -> str:

@@ -29,6 +29,13 @@ def read_input(path: str) -> bytes:
 
 
 def inspect_bytes(data: bytes, numbering, key=None) -> dict:
+    """The COSE layer and the TEEP message as JSON.
+
+    The COSE layer is shown whenever the bytes parse as COSE, with "signature": "valid",
+    "invalid" or "not checked" (no --key), even when the payload is then refused: its decode
+    error goes in "decode-error" and "message" is null. Bytes that are not COSE are tried as a
+    bare TEEP payload; if that fails too, WireError.
+    """
     try:
         signed = cose.parse(data)
     except WireError as cose_problem:
@@ -40,17 +47,26 @@ def inspect_bytes(data: bytes, numbering, key=None) -> dict:
                 raise WireError(f"TEEP payload ({numbering.name}): {teep_problem}") from None
             raise WireError(f"not a COSE-signed TEEP message: {cose_problem}") from None
         return {"cose": None, "message": message_to_json(message, numbering)}
-    result = {"cose": cose_to_json(signed)}
+    layer = cose_to_json(signed)
+    layer["signature"] = "not checked"
     if key is not None:
+        layer["key-kid"] = key.kid.hex()
         try:
             cose.verify(signed, key)
-            result["cose"]["verified"] = True
+            layer["signature"] = "valid"
         except WireError as exc:
-            result["cose"]["verified"] = False
-            result["cose"]["verification-problem"] = str(exc)
+            layer["signature"] = "invalid"
+            layer["signature-problem"] = str(exc)
+    result = {"cose": layer, "message": None}
     if signed.payload is None:
-        raise WireError("COSE payload is detached: nothing to decode")
-    result["message"] = message_to_json(messages.decode(signed.payload, numbering), numbering)
+        result["decode-error"] = "COSE payload is detached: nothing to decode"
+        return result
+    try:
+        message = messages.decode(signed.payload, numbering)
+    except WireError as exc:
+        result["decode-error"] = f"TEEP payload ({numbering.name}): {exc}"
+        return result
+    result["message"] = message_to_json(message, numbering)
     return result
 
 
@@ -76,6 +92,9 @@ class Command(BaseCommand):
         except (WireError, ValueError) as exc:
             self._fail(f"invalid input: {exc}")
         self.stdout.write(json.dumps(result, indent=2))
+        if "decode-error" in result:
+            # The layers are printed above; the status still says the message is not acceptable.
+            self._fail(f"invalid input: {result['decode-error']}")
 
     def _fail(self, line: str):
         self.stderr.write(line.replace("\n", " "))

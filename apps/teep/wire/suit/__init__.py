@@ -42,6 +42,7 @@ from apps.teep.wire.suit.report import (
     make_failure,
     parse_report,
     report_to_json,
+    verify_report,
 )
 
 __all__ = [
@@ -77,4 +78,5 @@ __all__ = [
     "parse_report",
     "report_to_json",
     "verify_envelope",
+    "verify_report",
 ]

@@ -4,7 +4,9 @@ The shape follows TEEP Appendix E Example 3 ("Supplying Personalization Data for
 Component Binary"):
 
 - common: components [the data component] and, with a dependency, suit-dependencies
-  {1: {dependency-prefix: the TA's manifest component id}} (TD 5.2.2);
+  {1: {dependency-prefix: the TA's manifest component id}} (TD 5.2.2); with vendor / class ids,
+  a shared sequence setting them for the data component and checking them
+  (condition-vendor-/class-identifier, as in Example 3);
 - validate (7): image-digest / image-size of the PLAINTEXT, condition-image-match;
 - dependency-resolution (15), with a dependency only: image-digest = the dependency's manifest
   digest, its size, its uri, directive-fetch (TD 5.5);
@@ -76,6 +78,8 @@ def build_personalization_envelope(
     content_alg: int = c.A128CTR,
     dependency: Dependency | None = None,
     recipient_kid: bytes | None = None,
+    vendor_id: bytes | None = None,
+    class_id: bytes | None = None,
     alg: int | None = None,
     kid: bytes | None | EllipsisType = ...,
     tagged: bool = False,
@@ -85,7 +89,8 @@ def build_personalization_envelope(
     `recipient_key` is the device's P-256 key-agreement key (public); `recipient_kid`, when
     given, goes in the recipient's unprotected header. Signed like build_envelope: COSE_Sign1
     over the bstr-wrapped SUIT_Digest of the manifest; `kid` defaults to the signing key's
-    RFC 9679 thumbprint. Untagged by default (TEEP manifest-list).
+    RFC 9679 thumbprint. `vendor_id` / `class_id` (16-byte UUIDs) are checked in the shared
+    sequence. Untagged by default (TEEP manifest-list).
     """
     component = _check_component_id(component_id, "component_id")
     manifest_id = _check_component_id(manifest_component_id, "manifest_component_id")
@@ -111,6 +116,28 @@ def build_personalization_envelope(
     )
 
     common: dict[int, Any] = {c.COMMON_COMPONENTS: [list(component)]}
+    identity: dict[int, bytes] = {}
+    conditions: list[Any] = []
+    for name, value, parameter, condition in (
+        ("vendor_id", vendor_id, c.PARAMETER_VENDOR_IDENTIFIER, c.CONDITION_VENDOR_IDENTIFIER),
+        ("class_id", class_id, c.PARAMETER_CLASS_IDENTIFIER, c.CONDITION_CLASS_IDENTIFIER),
+    ):
+        if value is None:
+            continue
+        if not isinstance(value, bytes) or len(value) != 16:
+            raise SuitError(f"{name} must be a 16-byte UUID (manifest 8.4.8.3)")
+        identity[parameter] = value
+        conditions += [condition, c.REPORT_ALL]
+    if identity:
+        common[c.COMMON_SHARED_SEQUENCE] = encode(
+            [
+                c.DIRECTIVE_SET_COMPONENT_INDEX,
+                DATA_INDEX,
+                c.DIRECTIVE_OVERRIDE_PARAMETERS,
+                identity,
+                *conditions,
+            ]
+        )
     manifest: dict[int, Any] = {
         c.MANIFEST_VERSION: c.MANIFEST_VERSION_1,
         c.MANIFEST_SEQUENCE_NUMBER: sequence_number,

@@ -97,8 +97,10 @@ class SuitReport:
 class SuitReportResult:
     """A parsed report and how it was protected.
 
-    signature: "verified" (COSE_Sign1 checked with the key given), "not verified" (signed, no
-    key given), "unsigned" (a bare or only encrypted report).
+    signature: "verified" (COSE_Sign1 checked with a key given), "not verified" (signed, no
+    key given), "unsigned" (a bare or only encrypted report). `kid` is what the COSE header
+    claims; `verified_by` is the key, among those given, whose check passed: the TAM compares it
+    with the agent's keys (libcsuit linked with libteep signs reports with the TEEP key).
     """
 
     report: SuitReport
@@ -107,6 +109,7 @@ class SuitReportResult:
     alg: int | None = None
     kid: bytes | None = None
     encrypted: bool = False
+    verified_by: TeepKey | None = None
 
     # The report's fields, for callers that do not care about the container.
     @property
@@ -145,37 +148,27 @@ def parse_report(
     data: bytes,
     *,
     key: TeepKey | None = None,
+    keys: Sequence[TeepKey] = (),
     decrypt_key: encryption.RecipientPrivateKey | None = None,
     context_other: bytes = c.CONTEXT_SUIT_REPORT,
 ) -> SuitReportResult:
     """Parse one element of TEEP suit-reports.
 
-    `key` verifies a COSE_Sign1 report (SuitError if it does not verify; without a key the
-    signature is reported as "not verified"). `decrypt_key` opens an encrypted report: bytes for
-    COSE_Encrypt0, the TAM's private key for an ES-DH COSE_Encrypt (`context_other` = TEEP 8.2).
+    `key`, or any of `keys`, verifies a COSE_Sign1 report: SuitError if none does; the one that
+    did is `verified_by`. Keys named by the header's kid are tried first; a report without a kid
+    (agents from older drafts) is tried with each. Without keys the signature is reported as
+    "not verified". `decrypt_key` opens an encrypted report: bytes for COSE_Encrypt0, the TAM's
+    private key for an ES-DH COSE_Encrypt (`context_other` = TEEP 8.2).
     """
     item = decode_exact(data, "SUIT report")
     kind = _container_kind(item)
+    candidates = ([key] if key is not None else []) + list(keys)
     if kind == "COSE_Sign1":
-        try:
-            message = cose.parse(data)
-        except CoseError as exc:
-            raise SuitError(f"SUIT report COSE_Sign1: {exc}") from None
+        message = _report_sign1(data)
         info = message.signatures[0]
-        if info.alg in _HMAC_ALGORITHMS:
-            raise SuitError("SUIT report in COSE_Mac0 is not supported (untagged, HMAC algorithm)")
-        if message.payload is None:
-            raise SuitError(
-                "SUIT report COSE_Sign1 payload is detached; the report belongs inside (report 8)"
-            )
-        status = "not verified"
-        if key is not None:
-            try:
-                cose.verify(message, key)
-            except CoseError as exc:
-                raise SuitError(
-                    f"SUIT report signature does not verify with the given key: {exc}"
-                ) from None
+        status, verified_by = "not verified", None
+        if candidates:
+            verified_by = _verify_report(message, candidates)
             status = "verified"
         inner = decode_exact(message.payload, "SUIT report COSE_Sign1 payload")
         inner_kind = _container_kind(inner)
@@ -186,7 +179,9 @@ def parse_report(
             encrypted, container = True, f"COSE_Sign1({inner_kind})"
         else:
             raise SuitError(f"SUIT report COSE_Sign1 payload is a {inner_kind}, not a SUIT_Report")
-        return SuitReportResult(report, container, status, info.alg, info.kid, encrypted)
+        return SuitReportResult(
+            report, container, status, info.alg, info.kid, encrypted, verified_by
+        )
     if kind == "SUIT_Report":
         return SuitReportResult(_parse_report_map(item), "SUIT_Report", "unsigned")
     if kind in ("COSE_Encrypt0", "COSE_Encrypt"):
@@ -195,6 +190,46 @@ def parse_report(
     if kind == "COSE_Mac0":
         raise SuitError("SUIT report in COSE_Mac0 is not supported")
     raise SuitError(f"not a SUIT report: {kind}")
+
+
+def verify_report(data: bytes, keys: Sequence[TeepKey]) -> TeepKey:
+    """The key among `keys` that verifies this COSE_Sign1 SUIT report; SuitError if none does,
+    or if the report is not signed (a bare or only encrypted report)."""
+    kind = _container_kind(decode_exact(data, "SUIT report"))
+    if kind != "COSE_Sign1":
+        raise SuitError(f"SUIT report is not signed ({kind})")
+    return _verify_report(_report_sign1(data), list(keys))
+
+
+def _report_sign1(data: bytes) -> cose.CoseMessage:
+    try:
+        message = cose.parse(data)
+    except CoseError as exc:
+        raise SuitError(f"SUIT report COSE_Sign1: {exc}") from None
+    if message.signatures[0].alg in _HMAC_ALGORITHMS:
+        raise SuitError("SUIT report in COSE_Mac0 is not supported (untagged, HMAC algorithm)")
+    if message.payload is None:
+        raise SuitError(
+            "SUIT report COSE_Sign1 payload is detached; the report belongs inside (report 8)"
+        )
+    return message
+
+
+def _verify_report(message: cose.CoseMessage, keys: list[TeepKey]) -> TeepKey:
+    if not keys:
+        raise SuitError("no key given to verify the SUIT report with")
+    kid = message.signatures[0].kid
+    problems = []
+    for candidate in sorted(keys, key=lambda k: k.kid != kid):  # the named key first
+        try:
+            cose.verify(message, candidate)
+        except CoseError as exc:
+            problems.append(str(exc))
+            continue
+        return candidate
+    detail = "; ".join(dict.fromkeys(problems))
+    given = "the given key" if len(keys) == 1 else f"any of the {len(keys)} given keys"
+    raise SuitError(f"SUIT report signature does not verify with {given}: {detail}")
 
 
 def _container_kind(item: object) -> str:
@@ -383,21 +418,29 @@ def _parse_capability_report(raw: object) -> Mapping[str, Any]:
 def command_at(envelope: Envelope, record: SuitRecord) -> tuple[int, Command] | None:
     """The (index, command) of the root manifest's sequence that `record` points at, if any.
 
-    report 3: section-offset = bytes into the command sequence. We count from the first byte
+    report 3: section-offset = bytes into the command sequence; section 3 (common) names the
+    shared sequence. We count from the first byte
     of the sequence's CBOR array (the content of its bstr) and return the command whose id or
     argument covers that byte. Records of dependencies (non-empty manifest-id) give None.
     """
     if record.manifest_id:
         return None
-    name = c.COMMAND_SEQUENCE_NAMES.get(record.section)
-    sequence = envelope.manifest.command_sequences.get(name) if name else None
-    if sequence is None:
-        return None
-    raw = envelope.severable_members.get(name)
-    if raw is None:
+    if record.section == c.MANIFEST_COMMON:
+        # The shared sequence lives in common (manifest 8.4.5); processors report it there.
+        sequence = envelope.manifest.common.shared_sequence
         manifest = decode_exact(envelope.manifest_bytes, "manifest")
-        raw = manifest.get(record.section)
-    if not isinstance(raw, bytes):
+        common = decode_exact(manifest[c.MANIFEST_COMMON], "common")
+        raw = common.get(c.COMMON_SHARED_SEQUENCE)
+    else:
+        name = c.COMMAND_SEQUENCE_NAMES.get(record.section)
+        sequence = envelope.manifest.command_sequences.get(name) if name else None
+        if sequence is None:
+            return None
+        raw = envelope.severable_members.get(name)
+        if raw is None:
+            manifest = decode_exact(envelope.manifest_bytes, "manifest")
+            raw = manifest.get(record.section)
+    if not sequence or not isinstance(raw, bytes):
         return None
     starts = _command_offsets(raw)
     for index, start in enumerate(starts):
@@ -586,6 +629,7 @@ def report_to_json(result: SuitReportResult | SuitReport) -> dict[str, Any]:
             signature=result.signature,
             alg=result.alg,
             kid=None if result.kid is None else result.kid.hex(),
+            verified_by=None if result.verified_by is None else result.verified_by.kid.hex(),
             encrypted=result.encrypted,
         )
     view.update(

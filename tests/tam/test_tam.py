@@ -10,7 +10,7 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent
 from apps.components.models import ComponentVersion
 from apps.devices.models import DeliveryItem, Device, InstalledComponent
-from apps.teep import tam
+from apps.tam import engine
 from apps.teep.models import TeepToken
 from apps.teep.tam_keys import tam_keys
 from apps.teep.wire import cose, messages
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db
 
 def connect(agent):
     """Empty POST -> QueryRequest; returns the decoded QueryRequest."""
-    answer = tam.process_connect(numbering=agent.numbering, source_ip="192.0.2.1")
+    answer = engine.process_connect(numbering=agent.numbering, source_ip="192.0.2.1")
     assert answer.outcome == "query-request"
     return agent.read(answer.body)
 
@@ -35,7 +35,7 @@ def claims_for(version) -> dict:
 
 
 def send(agent, message):
-    return tam.process_teep_message(agent.sign(message), numbering=agent.numbering, source_ip="192.0.2.1")
+    return engine.process_teep_message(agent.sign(message), numbering=agent.numbering, source_ip="192.0.2.1")
 
 
 def install(agent, version):
@@ -56,7 +56,7 @@ def install(agent, version):
 
 
 def test_first_query_request_is_cose_sign_verifiable_with_either_tam_key(db):
-    answer = tam.process_connect(numbering=CURRENT)
+    answer = engine.process_connect(numbering=CURRENT)
     signed = cose.parse(answer.body)
     assert signed.structure == "COSE_Sign" and signed.tagged
     assert sorted(s.alg for s in signed.signatures) == [-19, -9]
@@ -73,7 +73,7 @@ def test_first_query_request_is_cose_sign_verifiable_with_either_tam_key(db):
 
 
 def test_every_query_request_has_a_fresh_token(db):
-    tokens = {messages.decode(cose.parse(tam.process_connect(numbering=CURRENT).body).payload).token for _ in range(5)}
+    tokens = {messages.decode(cose.parse(engine.process_connect(numbering=CURRENT).body).payload).token for _ in range(5)}
     assert len(tokens) == 5
 
 
@@ -213,7 +213,7 @@ def test_tampered_signature_is_dropped_and_token_stays_usable(make_agent):
     request = connect(agent)
     signed = bytearray(agent.sign(messages.QueryResponse(token=request.token, tc_list=())))
     signed[-1] ^= 0x01
-    answer = tam.process_teep_message(bytes(signed), numbering=CURRENT)
+    answer = engine.process_teep_message(bytes(signed), numbering=CURRENT)
     assert answer.dropped and "signature" in answer.reason
     # 7.1: only a validly signed answer consumes the token.
     assert send(agent, messages.QueryResponse(token=request.token, tc_list=())).outcome == "nothing-due"
@@ -221,7 +221,7 @@ def test_tampered_signature_is_dropped_and_token_stays_usable(make_agent):
 
 @pytest.mark.parametrize("garbage", [b"\x00", b"\xd2\x84\x40\xa0\xf6\x40", b"\xff" * 40])
 def test_unparseable_message_is_dropped(garbage, db):
-    answer = tam.process_teep_message(garbage, numbering=CURRENT)
+    answer = engine.process_teep_message(garbage, numbering=CURRENT)
     assert answer.dropped and answer.body is None
 
 
@@ -229,7 +229,7 @@ def test_wrong_numbering_at_the_endpoint_is_dropped(make_agent):
     agent = make_agent(numbering=PRE_26)
     request = connect(agent)
     signed = agent.sign(messages.Success(token=request.token))
-    answer = tam.process_teep_message(signed, numbering=CURRENT)
+    answer = engine.process_teep_message(signed, numbering=CURRENT)
     assert answer.dropped and "invalid TEEP message" in answer.reason
 
 
@@ -258,10 +258,17 @@ def test_suit_report_with_wrong_nonce_drops_the_success(make_agent, trusted_app)
     dropped = send(agent, messages.Success(token=update.token, suit_reports=(report,)))
     assert dropped.dropped and "nonce" in dropped.reason
     assert not InstalledComponent.objects.filter(device=agent.device).exists()
-    # The right nonce settles it.
+    # The dropped Success consumed the token (TEEP 4.2, 7.1): a second one is refused...
     report = build_report(manifest_uri="", manifest_digest=envelope.digest, nonce=update.token)
-    assert send(agent, messages.Success(token=update.token, suit_reports=(report,))).outcome == "nothing-due"
-    assert InstalledComponent.objects.filter(device=agent.device).exists()
+    replay = send(agent, messages.Success(token=update.token, suit_reports=(report,)))
+    assert replay.dropped and "already used" in replay.reason
+    assert not InstalledComponent.objects.filter(device=agent.device).exists()
+    # ...and the device's next report settles the Update.
+    request = connect(agent)
+    claims = {0: TA_COMPONENT_ID, 3: cbor2.dumps([-16, bytes.fromhex(trusted_app.binary_sha256)])}
+    assert send(agent, messages.QueryResponse(token=request.token, tc_list=(claims,))).outcome == "nothing-due"
+    assert InstalledComponent.objects.get(device=agent.device).version == trusted_app
+    assert DeliveryItem.objects.get(device=agent.device).state == DeliveryItem.State.SUCCEEDED
 
 
 def test_failure_half_way_changes_nothing(make_agent, trusted_app, monkeypatch):
@@ -271,7 +278,7 @@ def test_failure_half_way_changes_nothing(make_agent, trusted_app, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("storage broke")
 
-    monkeypatch.setattr(tam.device_services, "compute_due", explode)
+    monkeypatch.setattr(engine.device_services, "compute_due", explode)
     with pytest.raises(RuntimeError):
         send(agent, messages.QueryResponse(token=request.token, tc_list=(claims_for(trusted_app),)))
     assert not InstalledComponent.objects.filter(device=agent.device).exists()

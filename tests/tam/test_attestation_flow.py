@@ -8,12 +8,12 @@ from django.utils import timezone
 
 from apps.attestation import services as attestation
 from apps.attestation.appraisal import VerifierUnavailable
-from apps.attestation.evidence import make_evidence
 from apps.devices.models import Device, InstalledComponent
-from apps.teep import tam
+from apps.tam import engine
 from apps.teep.models import TeepToken
 from apps.teep.tam_keys import tam_keys
 from apps.teep.wire import cose, messages
+from apps.teep.wire.evidence import make_evidence
 from apps.teep.wire.keys import TeepKey
 from apps.teep.wire.numbering import CURRENT
 
@@ -126,7 +126,7 @@ def test_verifier_down_gives_503_stores_nothing_and_the_retry_works(newcomer, at
         raise VerifierUnavailable("connection refused")
 
     monkeypatch.setattr(attestation, "request_appraisal_and_wait", down)
-    with pytest.raises(tam.TamUnavailable):
+    with pytest.raises(engine.TamUnavailable):
         attest(newcomer, attester)
     assert not Device.objects.filter(kid=newcomer.key.kid.hex()).exists()
     monkeypatch.setattr(attestation, "request_appraisal_and_wait", real)
@@ -143,7 +143,7 @@ def test_slow_verifier_gives_503_and_the_next_contact_finds_the_key_trusted(newc
         return None  # the deadline passed before the result came in
 
     monkeypatch.setattr(attestation, "request_appraisal_and_wait", appraise_in_background)
-    with pytest.raises(tam.TamUnavailable):
+    with pytest.raises(engine.TamUnavailable):
         attest(newcomer, attester)
     request = connect(newcomer)
     answer = send(newcomer, messages.QueryResponse(token=request.token, tc_list=(), requested_tc_list=ASK))

@@ -4,7 +4,7 @@ import pytest
 from django.db import OperationalError
 
 from apps.audit.models import AuditEvent
-from apps.teep import tam
+from apps.tam import engine
 from apps.teep.wire import cose, messages
 from apps.teep.wire.numbering import PRE_26
 
@@ -91,16 +91,16 @@ def test_database_unavailable_gets_503_with_retry_after(client, monkeypatch):
     def down(**kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(tam, "process_connect", down)
+    monkeypatch.setattr(engine, "process_connect", down)
     response = post(client)
     assert response.status_code == 503 and int(response["Retry-After"]) > 0
 
 
 def test_backend_unavailable_gets_503_with_its_retry_after(client, monkeypatch):
     def verifier_down(**kwargs):
-        raise tam.TamUnavailable(17, "verifier")
+        raise engine.TamUnavailable(17, "verifier")
 
-    monkeypatch.setattr(tam, "process_connect", verifier_down)
+    monkeypatch.setattr(engine, "process_connect", verifier_down)
     response = post(client)
     assert response.status_code == 503 and response["Retry-After"] == "17"
 
@@ -109,7 +109,7 @@ def test_unexpected_failure_gets_500_without_traceback(client, monkeypatch):
     def broken(**kwargs):
         raise KeyError("secret internals")
 
-    monkeypatch.setattr(tam, "process_connect", broken)
+    monkeypatch.setattr(engine, "process_connect", broken)
     response = post(client)
     assert response.status_code == 500
     assert response.content == b""

@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 
 from apps.devices.models import DeliveryItem
+from apps.tam.housekeeping import TOKEN_RETENTION, expire_unanswered_requests
 from apps.teep.models import TeepToken
-from apps.teep.services import TOKEN_RETENTION, expire_unanswered_requests
 
 pytestmark = pytest.mark.django_db
 

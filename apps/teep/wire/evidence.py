@@ -1,4 +1,5 @@
-"""Evidence for the product's simulated agent: an EAT the built-in Verifier accepts.
+"""Evidence for the product's simulated agent: an EAT the built-in Verifier accepts (plain Python;
+the agent builds it, the built-in Verifier reads the same profile).
 
 The media type names our own Evidence profile, never the TEEP one: per TEEP 7.1.1 a payload
 labelled with the TEEP EAT profile (or unlabelled) is an Attestation Result.

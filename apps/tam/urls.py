@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.urls import path
 
-from apps.teep.views import TeepView
+from apps.tam.views import TeepView
 from apps.teep.wire.numbering import CURRENT, PRE_26
 
 # DESIGN.md "Wire numbering": the endpoint selects the numbering, never the bytes.

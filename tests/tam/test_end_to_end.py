@@ -5,8 +5,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from django.db import connection
 from django.core.files.base import ContentFile
+from django.db import connection
 
 from apps.agent.agent import Behaviour, TeepAgent
 from apps.audit.models import AuditEvent

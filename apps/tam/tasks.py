@@ -1,8 +1,8 @@
 from celery import shared_task
 
-from apps.teep import services
+from apps.tam import housekeeping
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def expire_unanswered_requests() -> dict:
-    return services.expire_unanswered_requests()
+    return housekeeping.expire_unanswered_requests()

@@ -14,7 +14,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer
 from rest_framework.views import APIView
 
-from apps.teep import tam
+from apps.tam import engine
 from apps.teep.wire.numbering import CURRENT
 
 logger = logging.getLogger(__name__)
@@ -74,9 +74,9 @@ class TeepView(APIView):
         body = request.data if isinstance(request.data, bytes) else b""
         source_ip = request.META.get("REMOTE_ADDR")
         if body:
-            answer = tam.process_teep_message(body, numbering=self.numbering, source_ip=source_ip)
+            answer = engine.process_teep_message(body, numbering=self.numbering, source_ip=source_ip)
         else:
-            answer = tam.process_connect(numbering=self.numbering, source_ip=source_ip)
+            answer = engine.process_connect(numbering=self.numbering, source_ip=source_ip)
         if answer.body is None:
             return _bare(204)
         response = HttpResponse(answer.body, status=200, content_type=TEEP_MEDIA_TYPE)
@@ -97,10 +97,10 @@ class TeepView(APIView):
             return _bare(413)
         if isinstance(exc, exceptions.ParseError):
             return _bare(400)
-        if isinstance(exc, tam.TamRateLimited):
+        if isinstance(exc, engine.TamRateLimited):
             logger.warning("TEEP rate limit hit (%s)", exc.scope)
             return _bare(429, Retry_After=exc.retry_after)
-        if isinstance(exc, tam.TamUnavailable):
+        if isinstance(exc, engine.TamUnavailable):
             return _bare(503, Retry_After=exc.retry_after)
         if isinstance(exc, DatabaseError):
             logger.error("TEEP request failed: database unavailable: %s", exc.__class__.__name__)

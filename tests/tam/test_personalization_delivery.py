@@ -7,8 +7,8 @@ from apps.components import services as catalogue
 from apps.devices.services import register_agent
 from apps.personalization import services as personalization
 from apps.personalization.models import PersonalizationData
-from apps.teep import tam
-from apps.teep.services import expire_unanswered_requests
+from apps.tam import engine
+from apps.tam.housekeeping import expire_unanswered_requests
 from apps.teep.tam_keys import tam_keys
 from apps.teep.wire.numbering import CURRENT
 
@@ -33,12 +33,12 @@ def device_agent(tmp_path):
 
 def exchange(agent, body=b""):
     """Feed TAM answers to the agent in-process until the TAM has nothing more to say."""
-    answer = tam.process_connect(numbering=CURRENT) if not body else tam.process_teep_message(body, numbering=CURRENT)
+    answer = engine.process_connect(numbering=CURRENT) if not body else engine.process_teep_message(body, numbering=CURRENT)
     while answer.body is not None:
         reply = agent.handle_message(answer.body)
         if reply.body is None:
             return reply
-        answer = tam.process_teep_message(reply.body, numbering=CURRENT)
+        answer = engine.process_teep_message(reply.body, numbering=CURRENT)
     return None
 
 
@@ -56,8 +56,8 @@ def test_data_is_delivered_encrypted_and_installed(device_agent):
 
 
 def test_another_devices_key_cannot_open_it(device_agent, tmp_path):
-    from apps.teep.wire.suit import decrypt_with_key, parse_envelope
     from apps.teep.wire.keys import TeepKey
+    from apps.teep.wire.suit import decrypt_with_key, parse_envelope
 
     agent, data = device_agent
     envelope = parse_envelope(personalization.build_delivery_envelope(data))
@@ -77,8 +77,8 @@ def test_unanswered_update_puts_the_data_back_in_the_queue(device_agent, monkeyp
     from apps.teep.models import TeepToken
 
     agent, data = device_agent
-    request = agent.handle_message(tam.process_connect(numbering=CURRENT).body)
-    update = tam.process_teep_message(request.body, numbering=CURRENT)
+    request = agent.handle_message(engine.process_connect(numbering=CURRENT).body)
+    update = engine.process_teep_message(request.body, numbering=CURRENT)
     assert update.outcome == "update"
     data.refresh_from_db()
     assert data.state == PersonalizationData.State.DELIVERED

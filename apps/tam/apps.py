@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class TamConfig(AppConfig):
+    """The TAM engine: the TEEP state machine and its HTTP endpoint, above the domain apps."""
+
+    name = "apps.tam"
+    label = "tam"
+    verbose_name = "TAM engine"
