@@ -85,7 +85,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "axes",
     "django_otp",
-    "django_otp.plugins.otp_totp",
+    "apps.accounts.totp_app.TotpDevicesConfig",  # django_otp.plugins.otp_totp, named for people
     "django_otp.plugins.otp_static",  # TOTP backup codes
     "apps.audit",
     "apps.components",

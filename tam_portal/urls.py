@@ -4,6 +4,8 @@ from django.urls import include, path
 admin.site.site_header = "tam-portal: Trusted Application Manager"
 admin.site.site_title = "tam-portal"
 admin.site.index_title = "Fleet overview"
+# No public site beside the console: no "View site" link (it led to a 404).
+admin.site.site_url = None
 
 # Every uncaught failure: 503 with Retry-After when a backend is unreachable, else 500
 # (apps/ops/errors.py). /tam maps its own failures the same way.

@@ -20,3 +20,4 @@ def _sync_roles_after_migrate(sender, *, using, apps=None, **kwargs):
     from apps.accounts.services import sync_roles
 
     sync_roles(apps=apps or global_apps, using=using)
+

@@ -61,6 +61,8 @@ class DeviceViewSet(ManagementApiMixin, mixins.CreateModelMixin, viewsets.ReadOn
         "list": ["devices.view_device"],
         "retrieve": ["devices.view_device"],
         "create": ["devices.add_device"],
+        "retire": ["devices.change_device"],
+        "unretire": ["devices.change_device"],
     }
 
     def get_queryset(self):
@@ -79,6 +81,36 @@ class DeviceViewSet(ManagementApiMixin, mixins.CreateModelMixin, viewsets.ReadOn
             request=request,
         )
         return Response(s.DeviceSerializer(device).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Retire a device: its TEEP messages are dropped, its open actions cancelled",
+        request=s.RequiredReasonSerializer,
+        responses={200: s.DeviceSerializer, 400: REFUSED},
+    )
+    @action(detail=True, methods=["post"], parser_classes=[JSONParser, FormParser])
+    def retire(self, request, pk=None):
+        form = s.RequiredReasonSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        device = devices.retire_device(
+            self.get_object(), actor=request.user, reason=form.validated_data["reason"],
+            request=request,
+        )
+        return Response(s.DeviceSerializer(device).data)
+
+    @extend_schema(
+        summary="Bring a retired device back into service",
+        request=s.RequiredReasonSerializer,
+        responses={200: s.DeviceSerializer, 400: REFUSED},
+    )
+    @action(detail=True, methods=["post"], parser_classes=[JSONParser, FormParser])
+    def unretire(self, request, pk=None):
+        form = s.RequiredReasonSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        device = devices.unretire_device(
+            self.get_object(), actor=request.user, reason=form.validated_data["reason"],
+            request=request,
+        )
+        return Response(s.DeviceSerializer(device).data)
 
 
 @extend_schema_view(

@@ -11,12 +11,15 @@ from django.utils.html import format_html
 from apps.components import services
 from apps.components.forms import (
     ConfirmWithReasonForm,
+    ReleaseForm,
     TCSignerForm,
     TrustedComponentAddForm,
     TrustedComponentChangeForm,
     UploadForm,
 )
 from apps.components.models import ComponentVersion, SignerKey, TCSigner, TrustedComponent
+from apps.dashboard import rollout
+from apps.dashboard.badges import state_badge
 from apps.teep.wire.errors import SuitError
 
 ENVELOPE_MEDIA_TYPE = "application/suit-envelope+cose"  # SUIT manifest 11.9
@@ -38,13 +41,17 @@ class VersionInline(admin.TabularInline):
     fields = (
         "version_label",
         "sequence_number",
-        "state",
+        "state_badge",
         "digest",
         "binary_size",
         "signed_by_column",
         "created_at",
     )
     readonly_fields = fields
+
+    @admin.display(description="state")
+    def state_badge(self, version):
+        return state_badge("version", version.state, version.get_state_display())
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -231,7 +238,7 @@ class ComponentVersionAdmin(admin.ModelAdmin):
         "component",
         "version_label",
         "sequence_number",
-        "state",
+        "state_badge",
         "digest",
         "binary_size",
         "delivery",
@@ -253,12 +260,13 @@ class ComponentVersionAdmin(admin.ModelAdmin):
                     "component",
                     "version_label",
                     "sequence_number",
-                    "state",
+                    "state_badge",
                     "state_changed_reason",
                     "compromise_link",
                 )
             },
         ),
+        ("Rollout", {"fields": ("rollout",)}),
         (
             "Payload",
             {
@@ -292,9 +300,10 @@ class ComponentVersionAdmin(admin.ModelAdmin):
         "component",
         "version_label",
         "sequence_number",
-        "state",
+        "state_badge",
         "state_changed_reason",
         "compromise_link",
+        "rollout",
         "delivery",
         "binary_filename",
         "binary_size",
@@ -313,6 +322,20 @@ class ComponentVersionAdmin(admin.ModelAdmin):
     )
 
     # --- columns and read-only fields -------------------------------------------------------
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, version):
+        return state_badge("version", version.state, version.get_state_display())
+
+    @admin.display(description="devices")
+    def rollout(self, version):
+        """Who should hold it and how far it got (apps/dashboard/rollout.py): one aggregate."""
+        if version.state == ComponentVersion.State.DRAFT:
+            return "A draft is offered to no device: release it first."
+        progress = rollout.rollout_progress(
+            rollout.version_rollout(version), reverse("admin:devices_device_changelist")
+        )
+        return render_to_string("console/progress.html", {"p": progress})
 
     @admin.display(description="compromise")
     def compromise_link(self, version):
@@ -363,11 +386,19 @@ class ComponentVersionAdmin(admin.ModelAdmin):
         return False
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
+        version = ComponentVersion.objects.filter(pk=object_id).only("pk", "state").first() \
+            if str(object_id).isdigit() else None
+        may_release = (
+            version is not None and version.state == ComponentVersion.State.DRAFT
+            and self.has_change_permission(request, version)
+        )
         extra_context = {
             **(extra_context or {}),
             "show_save": False,
             "show_save_and_continue": False,
             "show_save_and_add_another": False,
+            "release_url": reverse("admin:components_componentversion_release", args=[version.pk])
+            if may_release else "",
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -385,6 +416,11 @@ class ComponentVersionAdmin(admin.ModelAdmin):
                 "<int:pk>/envelope/",
                 self.admin_site.admin_view(self.envelope_view),
                 name="components_componentversion_envelope",
+            ),
+            path(
+                "<int:pk>/release/",
+                self.admin_site.admin_view(self.release_view),
+                name="components_componentversion_release",
             ),
             *super().get_urls(),
         ]
@@ -443,6 +479,37 @@ class ComponentVersionAdmin(admin.ModelAdmin):
             field = {"binary": "file", "envelope": "file"}.get(exc.field, exc.field)
             form.add_error(field if field in form.fields else None, exc.message)
             return None
+
+    def release_view(self, request, pk):
+        """The version page's Release button: a confirmation page, then the release service
+        (audited, refused unless newer than every version released before)."""
+        version = ComponentVersion.objects.select_related("component").filter(pk=pk).first()
+        if version is None:
+            raise Http404
+        if not self.has_change_permission(request, version):
+            raise PermissionDenied
+        change_url = reverse("admin:components_componentversion_change", args=[version.pk])
+        form = ReleaseForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.release_version(
+                    version, actor=request.user, reason=form.cleaned_data["reason"], request=request
+                )
+            except services.CatalogueError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(request, f"Released {version}: devices whose policy asks for the "
+                                  "latest version get it at their next contact.", messages.SUCCESS)
+                return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Release {version}?",
+            "version": version,
+            "form": form,
+            "back_url": change_url,
+        }
+        return TemplateResponse(request, "admin/components/componentversion/confirm_release.html", context)
 
     def envelope_view(self, request, pk):
         if not self.has_view_permission(request):

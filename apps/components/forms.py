@@ -210,3 +210,14 @@ class ConfirmWithReasonForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         help_text="Recorded in the audit trail.",
     )
+
+
+class ReleaseForm(forms.Form):
+    """The version page's Release confirmation; the reason is optional."""
+
+    reason = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Optional; recorded in the audit trail with your name.",
+    )

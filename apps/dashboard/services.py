@@ -19,15 +19,19 @@ from apps.attestation.conf import setting as attestation_setting
 from apps.attestation.models import AttestationRecord
 from apps.audit.models import AuditEvent
 from apps.components.models import ComponentVersion, TrustedComponent
+from apps.dashboard import rollout
 from apps.devices.models import DeliveryItem, Device, InstalledComponent
 from apps.policies import services as policies
-from apps.policies.models import CompromiseResponse, DeviceGroup, Policy, QueuedAction
+from apps.policies.models import DeviceGroup, Policy, QueuedAction
 
-OVERVIEW_CACHE_KEY = "dashboard:fleet-overview:v1"
+OVERVIEW_CACHE_KEY = "dashboard:fleet-overview:v2"
 OVERVIEW_CACHE_SECONDS = 30
+# The admin index reloads itself this often (a meta refresh; its label says so).
+PAGE_REFRESH_SECONDS = 60
 TOP_COMPONENTS = 6
 VERSIONS_PER_COMPONENT = 6
 COMPROMISES_SHOWN = 5
+ROLLOUTS_SHOWN = 4
 RECENT_ROWS = 8
 RECENT_WINDOW = timedelta(days=7)
 
@@ -59,9 +63,10 @@ def fleet_overview(now: datetime) -> dict[str, Any]:
         "devices": devices,
         "attestation": _attestation(now, devices["in_service"]),
         "components": _components(),
-        "compromises": _compromises(),
+        "rollouts": _rollouts(),
+        "compromises": _compromises(now),
         "failures": _failures(now),
-        "totals": _totals(devices["total"]),
+        "totals": _totals(devices["in_service"]),
     }
 
 
@@ -81,6 +86,7 @@ def _devices(now: datetime) -> dict[str, Any]:
     row = Device.objects.aggregate(total=Count("id"), **counts)
     return {
         "total": row["total"],
+        "retired": row[Device.State.RETIRED],
         "in_service": row["total"] - row[Device.State.RETIRED],
         "by_state": [
             {"state": state, "label": label, "count": row[state]}
@@ -130,10 +136,13 @@ def _attestation(now: datetime, in_service: int) -> dict[str, Any]:
 
 
 def _components() -> list[dict[str, Any]]:
-    """The most installed components, each with its devices per version (newest first)."""
-    # Grouped on the installations alone (no join: the fast part at scale), then named.
+    """The most installed components, each with its devices in service per version (newest
+    first)."""
+    # Grouped on the installations (joined to their device only to leave retired ones out),
+    # then named.
     rows = list(
-        InstalledComponent.objects.values("component_id", "version_id")
+        InstalledComponent.objects.exclude(device__state=Device.State.RETIRED)
+        .values("component_id", "version_id")
         .annotate(devices=Count("id"))
         .order_by()
     )
@@ -188,15 +197,21 @@ def _components() -> list[dict[str, Any]]:
     return top
 
 
-def _compromises() -> dict[str, Any]:
-    """Compromise responses still in progress: fan-out running, or removals still open."""
-    open_removals = QueuedAction.objects.filter(
-        compromise=OuterRef("pk"), state__in=QueuedAction.OPEN_STATES
-    )
-    in_progress = CompromiseResponse.objects.filter(
-        Q(fanout_finished_at__isnull=True) | Exists(open_removals)
-    ).select_related("version__component")
-    shown = list(in_progress.order_by("-marked_at", "-id")[: COMPROMISES_SHOWN + 1])
+def _rollouts() -> dict[str, Any]:
+    """The most recently changed required policies and how far each got (one aggregate each)."""
+    items = []
+    for policy in rollout.policy_rollouts(ROLLOUTS_SHOWN + 1)[:ROLLOUTS_SHOWN]:
+        found = rollout.policy_rollout(policy)
+        items.append({"key": found.key, "id": policy.pk, "title": found.title,
+                      "counts": rollout.rollout_counts(found)})
+    more = Policy.objects.filter(effect="required").count() > len(items)
+    return {"items": items, "more": more}
+
+
+def _compromises(now: datetime) -> dict[str, Any]:
+    """Compromise responses with removals open or marked in the last COMPROMISE_RECENT: they
+    stay after the fan-out ends, until every holder settled and a month passed."""
+    shown = rollout.recent_compromises(now, COMPROMISES_SHOWN + 1)
     items = []
     for response in shown[:COMPROMISES_SHOWN]:
         progress = policies.compromise_progress(response)  # one aggregate query each
@@ -208,6 +223,7 @@ def _compromises() -> dict[str, Any]:
                 "marked_at": response.marked_at,
                 "marked_by": response.marked_by_name,
                 "holders_at_mark": response.holders_at_mark,
+                "segments": rollout.compromise_segments(progress),
                 **{
                     k: progress[k]
                     for k in (
@@ -222,7 +238,8 @@ def _compromises() -> dict[str, Any]:
                 },
             }
         )
-    return {"items": items, "more": len(shown) > COMPROMISES_SHOWN}
+    return {"items": items, "more": len(shown) > COMPROMISES_SHOWN,
+            "recent_days": rollout.COMPROMISE_RECENT.days}
 
 
 def _failures(now: datetime) -> dict[str, Any]:
@@ -254,9 +271,9 @@ def _failures(now: datetime) -> dict[str, Any]:
     kids = {e.device_kid for e in dropped + errors if e.device_kid}
     names = (
         {
-            kid: (pk, str(Device(kid=kid, name=name)))
-            for pk, kid, name in Device.objects.filter(kid__in=kids).values_list(
-                "pk", "kid", "name"
+            kid: (pk, str(Device(kid=kid, name=name, registered_at=registered_at)))
+            for pk, kid, name, registered_at in Device.objects.filter(kid__in=kids).values_list(
+                "pk", "kid", "name", "registered_at"
             )
         }
         if kids
@@ -288,14 +305,14 @@ def _failures(now: datetime) -> dict[str, Any]:
     }
 
 
-def _totals(device_total: int) -> dict[str, Any]:
+def _totals(devices_in_service: int) -> dict[str, Any]:
     versions = ComponentVersion.objects.aggregate(
         versions=Count("id"),
         released=Count("id", filter=Q(state=ComponentVersion.State.RELEASED)),
         compromised=Count("id", filter=Q(state=ComponentVersion.State.COMPROMISED)),
     )
     return {
-        "devices": device_total,
+        "devices": devices_in_service,
         "components": TrustedComponent.objects.count(),
         **versions,
         "groups": DeviceGroup.objects.count(),

@@ -21,3 +21,20 @@ class RegisterAgentForm(forms.Form):
         data["public_key_bytes"] = upload.read(64 * 1024) if upload else text.encode()
         data["tag_list"] = [t.strip() for t in (data.get("tags") or "").split(",") if t.strip()]
         return data
+
+
+class LifecycleReasonForm(forms.Form):
+    """Why a device is retired or brought back: recorded in the audit trail."""
+
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        max_length=2000,
+        help_text="Recorded in the audit trail with your name.",
+        error_messages={"required": "A reason is required."},
+    )
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("A reason is required.")
+        return reason

@@ -89,7 +89,13 @@ class Device(models.Model):
         ]
 
     def __str__(self):
-        return self.name or f"agent {self.kid[:16]}…"
+        if self.name:
+            return self.name
+        # Unnamed: a short label people can read and tell apart (kid prefix, registration day).
+        kid = self.kid or ""
+        short = f"{kid[:4]}-{kid[4:8]}" if len(kid) >= 8 else kid
+        day = f", registered {self.registered_at:%Y-%m-%d}" if self.registered_at else ""
+        return f"agent {short}{day}"
 
 
 class InstalledComponent(models.Model):

@@ -542,3 +542,80 @@ def record_agent_error(device: Device, *, code: int, name: str, message: str | N
         device.backoff_until = now + timedelta(seconds=settings.TEEP_TEMPORARY_ERROR_BACKOFF_SECONDS)
     device.state_as_of = now
     touch_contact(device, now)
+
+
+# --- Lifecycle: retiring a device (operators; the admin and the API) ------------------------------
+
+
+@transaction.atomic(durable=True)
+def retire_device(device: Device, *, actor, reason: str, request=None) -> Device:
+    """Take a device out of service: the TAM drops its TEEP messages from now on (with an
+    audit reason, apps/teep/tam.py), it leaves rollout and fleet counts, and its queued
+    actions that can no longer be delivered are cancelled. Nothing is deleted: its history
+    stays, and unretire_device() brings it back."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise DeviceError("a reason is required to retire a device")
+    device = lock_device(device.pk)
+    if device.state == Device.State.RETIRED:
+        raise DeviceError(f"{device} is already retired")
+    before = {"state": device.state}
+    device.state = Device.State.RETIRED
+    device.save(update_fields=["state"])
+    cancelled = policies.cancel_actions_of_retired_device(device, reason=reason)
+    record_operator_action(
+        actor=actor, action="device.retire", obj=device, device_kid=device.kid, reason=reason,
+        request=request, before=before, after={"state": device.state},
+        detail={"cancelled_actions": cancelled},
+    )
+    return device
+
+
+@transaction.atomic(durable=True)
+def unretire_device(device: Device, *, actor, reason: str, request=None) -> Device:
+    """Back in service, in the state it had when it was retired (registered if it never
+    contacted the TAM); its next RequestPolicyCheck is answered again."""
+    from apps.audit.models import AuditEvent
+
+    reason = (reason or "").strip()
+    if not reason:
+        raise DeviceError("a reason is required to bring a device back into service")
+    device = lock_device(device.pk)
+    if device.state != Device.State.RETIRED:
+        raise DeviceError(f"{device} is not retired")
+    # The retirement's audit row says what the device was and which actions it cancelled.
+    retired = (
+        AuditEvent.objects.filter(action="device.retire", object_type=Device._meta.label,
+                                  object_id=str(device.pk))
+        .order_by("-created_at", "-id").values_list("detail", flat=True).first()
+    ) or {}
+    previous = (retired.get("before") or {}).get("state")
+    if previous not in (Device.State.REGISTERED, Device.State.ACTIVE, Device.State.UNTRUSTED):
+        previous = Device.State.ACTIVE if device.last_contact_at else Device.State.REGISTERED
+    device.state = previous
+    device.save(update_fields=["state"])
+    reopened = policies.reopen_actions_of_unretired_device(device, retired.get("cancelled_actions") or [])
+    record_operator_action(
+        actor=actor, action="device.unretire", obj=device, device_kid=device.kid, reason=reason,
+        request=request, before={"state": Device.State.RETIRED}, after={"state": device.state},
+        detail={"reopened_actions": reopened},
+    )
+    return device
+
+
+@transaction.atomic
+def update_device_labels(device: Device, *, name: str, tags, actor, request=None) -> Device:
+    """An operator renames a device or changes its tags (the admin's device form); audited.
+    Tags decide group membership, so this can change what policy asks of the device."""
+    device = lock_device(device.pk)
+    before = {"name": device.name, "tags": sorted(device.tags.values_list("name", flat=True))}
+    device.name = name
+    device.save(update_fields=["name"])
+    device.tags.set(list(tags))
+    after = {"name": device.name, "tags": sorted(t.name for t in tags)}
+    if after != before:
+        record_operator_action(
+            actor=actor, action="device.change", obj=device, device_kid=device.kid, request=request,
+            before=before, after=after,
+        )
+    return device

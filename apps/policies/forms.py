@@ -35,6 +35,12 @@ class QueueActionForm(forms.Form):
         queryset=ComponentVersion.objects.select_related("component"), required=False,
         help_text="install/update: empty = latest released; remove: empty = whatever it holds",
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["version"] = VersionChoiceField(
+            required=False, help_text=self.fields["version"].help_text
+        )
     device = forms.ModelChoiceField(queryset=Device.objects.all(), required=False,
                                     widget=forms.TextInput, help_text="device id")
     group = forms.ModelChoiceField(queryset=DeviceGroup.objects.all(), required=False)
@@ -45,3 +51,18 @@ class QueueActionForm(forms.Form):
         if bool(data.get("device")) == bool(data.get("group")):
             raise forms.ValidationError("Choose one device or one group.")
         return data
+
+
+class VersionChoiceField(forms.ModelChoiceField):
+    """A component version chosen by name: "SecureFS TA 1.2.0 (released)", never by id."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault(
+            "queryset",
+            ComponentVersion.objects.select_related("component").defer("envelope")
+            .order_by("component__name", "-sequence_number"),
+        )
+        super().__init__(**kwargs)
+
+    def label_from_instance(self, version):
+        return f"{version.component.name} {version.version_label} ({version.get_state_display().lower()})"

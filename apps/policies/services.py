@@ -450,3 +450,41 @@ def stalled_fanouts(*, now=None) -> list[int]:
         .filter(Q(fanout_heartbeat_at__lt=cutoff) | Q(fanout_heartbeat_at__isnull=True, marked_at__lt=cutoff))
         .values_list("pk", flat=True)
     )
+
+
+# --- Retired devices (apps.devices.services.retire_device / unretire_device) ---------------------
+
+
+def cancel_actions_of_retired_device(device: Device, *, reason: str) -> list[int]:
+    """A retired device's messages are dropped: its open actions could never settle, so they
+    are cancelled (compromise responses then count them as settled); returns their ids.
+    The caller holds the device's lock."""
+    ids = list(
+        QueuedAction.objects.filter(device=device, state__in=OPEN).order_by("id").values_list("pk", flat=True)
+    )
+    QueuedAction.objects.filter(pk__in=ids, state__in=OPEN).update(
+        state=QueuedAction.State.CANCELLED, settled_at=timezone.now(),
+        reason=f"device retired: {reason}"[:300],
+    )
+    return ids
+
+
+def reopen_actions_of_unretired_device(device: Device, action_ids) -> list[int]:
+    """The actions its retirement cancelled (`action_ids`, from the retirement's audit row) are
+    queued again, unless the same action was queued anew meanwhile (one open action per
+    device and component); returns the ids queued again."""
+    reopened = []
+    cancelled = QueuedAction.objects.filter(
+        device=device, pk__in=list(action_ids), state=QueuedAction.State.CANCELLED
+    ).order_by("id")
+    for action in cancelled:
+        if QueuedAction.objects.filter(
+            device=device, component_id=action.component_id, kind=action.kind, state__in=OPEN
+        ).exists():
+            continue
+        QueuedAction.objects.filter(pk=action.pk, state=QueuedAction.State.CANCELLED).update(
+            state=QueuedAction.State.QUEUED, settled_at=None, delivery=None, delivered_at=None,
+            reason="queued again: device back in service",
+        )
+        reopened.append(action.pk)
+    return reopened

@@ -3,6 +3,7 @@ range; CSV export of exactly the filtered list; nothing can be changed or delete
 
 import csv
 import io
+import json
 from datetime import UTC, datetime
 from unittest import mock
 
@@ -108,6 +109,7 @@ def test_csv_export_columns_and_content(viewer, trail):
         "outcome",
         "actor_name",
         "device_kid",
+        "device",
         "object_type",
         "object_id",
         "object_repr",
@@ -176,3 +178,96 @@ def test_superuser_cannot_either(admin_client, trail):
 def test_an_odd_offset_in_the_admin_is_never_a_500(viewer, trail):
     assert listed(viewer, since="0238-08-10T10:11:12+17:44") >= {e.action for e in trail}
     assert viewer.get(EXPORT, {"since": "0001-01-01T00:00:00+01:00"}).status_code == 302
+
+
+# --- Issue 14: the auditor's paths --------------------------------------------------------------
+
+
+@pytest.fixture
+def exchanges(db):
+    """A named device that installed a catalogued component and later reported an error."""
+    from django.core.files.base import ContentFile
+
+    from apps.components import services as catalogue
+    from apps.devices.models import Device
+
+    component = catalogue.create_component(
+        name="SecureFS TA", actor=None,
+        component_id=[b"TEEP-Device", b"SecureFS", bytes.fromhex("8d82573a926d4754935332dc29997f74"), b"ta"],
+    )
+    version = catalogue.upload_binary(
+        component=component, binary_file=ContentFile(b"fs", name="fs.ta"), version_label="1.0.0",
+        sequence_number=1, actor=None, release=True,
+    )
+    device = Device.objects.create(kid=KID, public_key=b"\xa0", name="sensor-17")
+    record_exchange(action="teep.query-response", outcome="update", device_kid=KID, detail={
+        "in": "query-response", "out": "update",
+        "deliveries": [{"kind": "install", "component": component.component_id, "version": version.pk}],
+    })
+    record_exchange(action="teep.success", outcome="nothing-due", device_kid=KID, detail={
+        "settled": [{"kind": "install", "component": component.component_id}],
+    })
+    record_exchange(action="teep.error", outcome="nothing-due", device_kid=KID, detail={
+        "numbering": "draft-26", "err_code": 11, "err_name": "ERR_MANIFEST_PROCESSING_FAILED",
+        "err_msg": "boom",
+    })
+    record_exchange(action="teep.connect", outcome="query-request", device_kid="ef" * 32)
+    return device, component
+
+
+def test_the_device_filter_accepts_a_device_name(viewer, exchanges):
+    assert listed(viewer, device="sensor-17") == {"teep.query-response", "teep.success", "teep.error"}
+    assert listed(viewer, device="SENSOR-17") == {"teep.query-response", "teep.success", "teep.error"}
+    assert {row["action"] for row in exported(viewer, device="sensor-17")} == {
+        "teep.query-response", "teep.success", "teep.error"}
+
+
+def test_an_unknown_device_name_says_so(viewer, exchanges):
+    page = viewer.get(CHANGELIST, {"device": "sensor-99"})
+    assert page.status_code == 200 and not page.context["cl"].result_list
+    assert "no device named &#x27;sensor-99&#x27;" in page.content.decode()
+
+
+def test_the_list_names_devices_components_and_errors(viewer, exchanges, django_assert_max_num_queries):
+    device, _ = exchanges
+    viewer.get(CHANGELIST)
+    with django_assert_max_num_queries(14):  # not one per row
+        html = viewer.get(CHANGELIST, {"device": "sensor-17"}).content.decode()
+    assert reverse("admin:devices_device_change", args=[device.pk]) in html
+    assert ">sensor-17</a>" in html
+    assert "install SecureFS TA 1.0.0" in html
+    assert "ERR_MANIFEST_PROCESSING_FAILED (11)" in html
+    assert component_hex(exchanges) not in html
+    assert 'badge-bad">dropped' not in html and 'badge-ok">update' in html
+
+
+def component_hex(exchanges):
+    return exchanges[1].component_id
+
+
+def test_the_csv_names_components_and_versions_not_cbor_hex(viewer, exchanges):
+    rows = {row["action"]: row for row in exported(viewer, device="sensor-17")}
+    assert rows["teep.query-response"]["device"] == "sensor-17"
+    delivered = json.loads(rows["teep.query-response"]["detail"])["deliveries"][0]
+    assert delivered == {"kind": "install", "component": "SecureFS TA", "version": "SecureFS TA 1.0.0"}
+    settled = json.loads(rows["teep.success"]["detail"])["settled"][0]
+    assert settled["component"] == "SecureFS TA"
+    assert json.loads(rows["teep.error"]["detail"])["err_code"] == "ERR_MANIFEST_PROCESSING_FAILED (11)"
+    for row in rows.values():
+        assert component_hex(exchanges) not in row["detail"]
+
+
+def test_a_component_the_catalogue_does_not_know_reads_as_its_id_not_hex(viewer, exchanges):
+    import cbor2
+
+    key = cbor2.dumps([b"TEEP-Device", b"Other", b"ta"], canonical=True).hex()
+    record_exchange(action="teep.success", outcome="nothing-due", device_kid="ef" * 32,
+                    detail={"settled": [{"kind": "remove", "component": key}]})
+    (row,) = exported(viewer, device="efef")[:1]
+    assert "TEEP-Device/Other/ta" in row["detail"] and key not in row["detail"]
+
+
+def test_an_event_page_shows_the_detail_with_names(viewer, exchanges):
+    event = AuditEvent.objects.get(action="teep.query-response")
+    html = viewer.get(reverse("admin:audit_auditevent_change", args=[event.pk])).content.decode()
+    assert "SecureFS TA 1.0.0" in html and ">sensor-17</a>" in html

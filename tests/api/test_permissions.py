@@ -18,6 +18,8 @@ ENDPOINTS = [
     ("get", "/api/v1/devices/", READERS),
     ("get", "/api/v1/devices/{device}/", READERS),
     ("post", "/api/v1/devices/", OPERATORS),
+    ("post", "/api/v1/devices/{device}/retire/", OPERATORS),
+    ("post", "/api/v1/devices/{device}/unretire/", OPERATORS),
     ("get", "/api/v1/components/", READERS),
     ("get", "/api/v1/components/{component}/", READERS),
     ("post", "/api/v1/components/", OPERATORS),

@@ -110,11 +110,12 @@ def chromium(chromium_path, _async_unsafe_allowed):
 
 @pytest.fixture
 def new_page(chromium):
-    """new_page() -> a page in a fresh browser context (its own cookies: one user each)."""
+    """new_page() -> a page in a fresh browser context (its own cookies: one user each);
+    new_page(width, height, ...) for another window size (a laptop, a phone)."""
     contexts = []
 
-    def make():
-        context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    def make(width=1400, height=1000, **options):
+        context = chromium.new_context(viewport={"width": width, "height": height}, **options)
         context.set_default_timeout(20_000)
         contexts.append(context)
         return context.new_page()

@@ -1,8 +1,14 @@
-"""The operator portal as people use it: three journeys in a real headless Chromium.
+"""The operator portal as people use it: journeys in a real headless Chromium.
 
 1. An operator publishes a TA and a policy through the admin; three agents install it over HTTP.
 2. A security officer (password + TOTP) marks that version compromised and watches it removed.
 3. A viewer reads one device's whole history.
+4. An operator releases a new version from its page and follows the rollout to the devices
+   in each state.
+5. A security officer drills down a compromise response to its devices and exports them.
+6. An operator retires a device; its next message is dropped and it leaves the rollout.
+7. An auditor goes from a device to its whole exchange history, by name.
+8. The dashboard fits a 1,280 px window and a phone.
 
 Screenshots land in test-artifacts/ (browser-*.png).
 """
@@ -356,7 +362,8 @@ def test_viewer_reads_one_devices_history(
     assert FLEET_TAG in readonly(page, "tags")
     assert readonly(page, "kid") == agent.kid.hex()
     assert readonly(page, "ueid") == device.ueid and device.ueid
-    assert readonly(page, "signing_alg") not in ("", "-")
+    # The signing algorithm by name, as the COSE registry spells it, not a bare number.
+    assert re.fullmatch(r"(ESP256|Ed25519|ES256|EdDSA) \(-\d+\)", readonly(page, "signing_alg_label"))
     assert "unanswered" in readonly(page, "outstanding_tokens")
 
     # Attestation history: the appraisal at first contact.
@@ -400,3 +407,282 @@ def test_viewer_reads_one_devices_history(
     assert "query-response → update" in timeline_text
     assert "success" in timeline_text and "error" in timeline_text
     screenshot(page, artifacts_dir, "browser-3-device-history.png")
+
+
+# --- journey 4: a release and its rollout -----------------------------------------------------
+
+
+def legend(page, scope="") -> dict[str, tuple[str, str]]:
+    """A progress bar's legend as {label: (count, href)}."""
+    return {
+        row[0]: (row[1], row[2])
+        for row in page.eval_on_selector_all(
+            f"{scope} ul.progress-legend li",
+            "items => items.map(li => [li.querySelector('a').innerText.trim(),"
+            " li.querySelector('.count').innerText.trim(), li.querySelector('a').href])",
+        )
+    }
+
+
+def device_names_listed(page) -> set[str]:
+    return {
+        text.strip()
+        for text in page.eval_on_selector_all(
+            "#result_list tbody th a", "links => links.map(a => a.innerText)"
+        )
+    }
+
+
+def test_operator_releases_a_version_and_follows_its_rollout_to_the_devices(
+    fleet, portal, tam_uri, tmp_path, new_page, operator, artifacts_dir
+):
+    from apps.agent.agent import Behaviour
+    from apps.components import services as catalogue
+    from apps.teep.wire.component_ids import component_id_key
+
+    from .conftest import TA_COMPONENT_ID
+
+    draft = catalogue.upload_binary(
+        component=fleet.component,
+        binary_file=ContentFile(b"Hello again, Secure World!", name="secure-fs-1.1.ta"),
+        version_label="1.1.0",
+        sequence_number=2,
+        actor=operator,
+    )
+    page = new_page()
+    log_in(page, portal, operator)
+
+    # The version page has a Release button; it asks before it releases.
+    page.goto(f"{portal}/admin/components/componentversion/{draft.pk}/change/")
+    assert "Draft" in page.inner_text(".field-state_badge .badge")
+    page.click("text=Release this version…")
+    page.wait_for_selector("text=Yes, release it")
+    page.fill("#id_reason", "QA passed on the EU reference board")
+    screenshot(page, artifacts_dir, "browser-4-release-confirmation.png")
+    page.click("input[type=submit][value='Yes, release it']")
+    page.wait_for_selector(".messagelist .success")
+    assert "Released" in page.inner_text(".field-state_badge .badge")
+    draft.refresh_from_db()
+    assert draft.state == ComponentVersion.State.RELEASED
+
+    # Two devices check in: one installs 1.1.0; a fourth one, new, fails to.
+    check_in(fleet.agents[0], tam_uri)
+    broken = make_agent(
+        tmp_path / "agent-4", name="eu-device-4", tags=[FLEET_TAG],
+        behaviour=Behaviour(fail_install_of=frozenset({component_id_key(TA_COMPONENT_ID)})),
+    )
+    failed_check = check_in(broken, tam_uri)
+    assert failed_check.failures
+
+    # The rollouts page: the EU fleet's policy toward 1.1.0, a bar and a count per state.
+    page.goto(f"{portal}/admin/policies/policy/")
+    page.click("text=Rollout progress")
+    page.wait_for_selector(".rollouts .progress")
+    assert "EU fleet: SecureFS TA 1.1.0" in page.inner_text(".rollouts")
+    assert page.inner_text(".progress-summary") == "1 of 4 devices installed (25 %)"
+    counts = legend(page, ".rollouts")
+    assert counts["installed"][0] == "1"
+    assert counts["failed"][0] == "1"
+    assert counts["not contacted yet"][0] == "2"
+    assert counts["pending (delivered, not confirmed)"][0] == "0"
+    screenshot(page, artifacts_dir, "browser-4-rollout-progress.png")
+
+    # Each count is a link to exactly those devices.
+    page.goto(counts["not contacted yet"][1])
+    page.wait_for_selector("#result_list")
+    assert device_names_listed(page) == {"eu-device-2", "eu-device-3"}
+    page.goto(counts["failed"][1])
+    page.wait_for_selector("#result_list")
+    assert device_names_listed(page) == {"eu-device-4"}
+    screenshot(page, artifacts_dir, "browser-4-rollout-failed-devices.png")
+
+    # The failed device's page says why.
+    page.click("#result_list >> text=eu-device-4")
+    page.wait_for_selector(".field-kid")
+    deliveries = inline(page, "Deliveries").inner_text()
+    assert "Failed" in deliveries and "1.1.0" in deliveries
+
+
+# --- journey 5: compromise drill-down --------------------------------------------------------
+
+
+def test_security_officer_drills_a_compromise_down_to_its_devices_and_exports_them(
+    fleet, settings, portal, tam_uri, new_page, security_officer, artifacts_dir
+):
+    import csv
+    import io
+
+    from apps.policies import services as policies
+
+    settings.OTP_ENFORCED = True
+    response = policies.mark_compromised(
+        fleet.version, actor=security_officer, reason="Advisory TA-2025-01"
+    )
+    assert QueuedAction.objects.filter(compromise=response).count() == FLEET_SIZE
+    removed = fleet.agents[0]
+    assert check_in(removed, tam_uri).removed
+
+    page = new_page()
+    log_in(page, portal, security_officer, totp_device=security_officer.totp)
+
+    # The dashboard keeps the response (fan-out finished) with its bar.
+    page.goto(f"{portal}/admin/")
+    panel = page.locator("#fleet-compromises")
+    panel.wait_for()
+    assert str(fleet.version) in panel.inner_text()
+    assert "1 of 3 devices removed (33 %)" in panel.inner_text()
+
+    # The response's own page: a bar, a link per state, the drill-down and the export.
+    page.click(f"#fleet-compromises h3 a:has-text('{fleet.version}')")
+    page.wait_for_selector("table.compromise-progress")
+    assert "reloads every 30 s" in page.inner_text("#content")
+    counts = legend(page, ".field-progress")
+    assert counts["removed"][0] == "1" and counts["not contacted yet"][0] == "2"
+    screenshot(page, artifacts_dir, "browser-5-compromise-progress.png")
+
+    page.goto(counts["not contacted yet"][1])
+    page.wait_for_selector("#result_list")
+    listed = {
+        t.strip() for t in page.eval_on_selector_all(
+            "#result_list tbody td.field-device_link a", "links => links.map(a => a.innerText)")
+    }
+    assert listed == {"eu-device-2", "eu-device-3"}
+    assert page.locator("#result_list .badge-info", has_text="Queued").count() == 2
+    screenshot(page, artifacts_dir, "browser-5-compromise-drill-down.png")
+
+    # From a device of the list to its page.
+    page.click("#result_list td.field-device_link a:has-text('eu-device-2')")
+    page.wait_for_selector(".field-kid")
+    assert page.input_value("#id_name") == "eu-device-2"
+
+    # The CSV of every device and its removal.
+    page.goto(f"{portal}/admin/policies/compromiseresponse/{response.pk}/change/")
+    with page.expect_download() as download:
+        page.click("text=Export them as CSV")
+    rows = list(csv.DictReader(io.StringIO(open(download.value.path()).read())))
+    assert {r["device"]: r["progress"] for r in rows} == {
+        "eu-device-1": "removed", "eu-device-2": "not contacted yet", "eu-device-3": "not contacted yet",
+    }
+
+
+# --- journey 6: retiring a device -----------------------------------------------------------------
+
+
+def test_operator_retires_a_device_that_then_leaves_the_rollout(
+    fleet, portal, tam_uri, new_page, operator, artifacts_dir
+):
+    page = new_page()
+    log_in(page, portal, operator)
+    retiring = fleet.agents[2]
+    device = Device.objects.get(kid=retiring.kid.hex())
+
+    page.goto(f"{portal}/admin/policies/policy/{fleet.policy.pk}/change/")
+    page.wait_for_selector(".field-rollout .progress")
+    assert page.inner_text(".field-rollout .progress-summary") == "3 of 3 devices installed (100 %)"
+
+    page.goto(f"{portal}/admin/devices/device/{device.pk}/change/")
+    assert page.inner_text(".field-state_badge .badge") == "Active"
+    page.click("text=Retire this device…")
+    page.wait_for_selector("text=Yes, retire")
+    assert "eu-device-3" in page.inner_text(".confirmation")
+    page.fill("#id_reason", "returned by the customer, screen broken")
+    screenshot(page, artifacts_dir, "browser-6-retire-confirmation.png")
+    page.click("input[type=submit][value='Yes, retire']")
+    page.wait_for_selector(".messagelist .success")
+    assert page.inner_text(".field-state_badge .badge") == "Retired"
+    assert page.locator("text=Bring back into service…").count() == 1
+
+    # Its next message is dropped, and the trail says why.
+    result = retiring.request_policy_check(tam_uri)
+    assert result.ok and not result.installed and not result.removed
+    page.reload()
+    timeline = page.inner_text("table.exchange-timeline")
+    assert "device is retired" in timeline and "dropped" in timeline
+    assert page.locator("table.exchange-timeline .badge-bad", has_text="dropped").count() >= 1
+    # Long key ids and digests wrap: the page is never wider than the window.
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    screenshot(page, artifacts_dir, "browser-6-retired-device.png")
+
+    # It no longer counts in the rollout, nor among the devices in service.
+    page.goto(f"{portal}/admin/policies/policy/{fleet.policy.pk}/change/")
+    assert page.inner_text(".field-rollout .progress-summary") == "2 of 2 devices installed (100 %)"
+    from apps.audit.models import AuditEvent
+
+    retire = AuditEvent.objects.get(action="device.retire")
+    assert retire.actor == operator and retire.reason == "returned by the customer, screen broken"
+
+
+# --- journey 7: the auditor -----------------------------------------------------------------------
+
+
+def test_auditor_goes_from_a_device_to_its_history_by_name(
+    fleet, portal, tam_uri, new_page, viewer, artifacts_dir
+):
+    import csv
+    import io
+
+    page = new_page()
+    log_in(page, portal, viewer)
+    device = Device.objects.get(name="eu-device-1")
+    page.goto(f"{portal}/admin/devices/device/{device.pk}/change/")
+    page.click(".object-tools >> text=Full exchange history")
+    page.wait_for_selector("#result_list")
+    assert device.kid in page.url
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() >= 3  # connect, query-response -> update, success; its registration
+    listing = page.inner_text("#result_list")
+    assert "eu-device-1" in listing and "eu-device-2" not in listing
+    assert "install SecureFS TA 1.0.0" in listing  # names, not CBOR hex
+    assert fleet.component.component_id not in page.content()
+    screenshot(page, artifacts_dir, "browser-7-device-history.png")
+
+    # The filter takes a device's name, and says when none matched.
+    page.goto(f"{portal}/admin/audit/auditevent/")
+    page.fill("details.input-filter input[name=device]", "eu-device-2")
+    page.press("details.input-filter input[name=device]", "Enter")
+    page.wait_for_url("**device=eu-device-2**")
+    assert "eu-device-2" in page.inner_text("#result_list")
+    assert "eu-device-1" not in page.inner_text("#result_list")
+    page.fill("details.input-filter input[name=device]", "eu-device-99")
+    page.press("details.input-filter input[name=device]", "Enter")
+    page.wait_for_url("**device=eu-device-99**")
+    assert "no device named 'eu-device-99'" in page.inner_text("#content")
+    screenshot(page, artifacts_dir, "browser-7-unknown-device-name.png")
+
+    # The export of one device's history names its components.
+    page.goto(f"{portal}/admin/audit/auditevent/?device=eu-device-1")
+    with page.expect_download() as download:
+        page.click("text=Export CSV")
+    exported = list(csv.DictReader(io.StringIO(open(download.value.path()).read())))
+    assert {r["device"] for r in exported} == {"eu-device-1"}
+    assert any("SecureFS TA 1.0.0" in r["detail"] for r in exported)
+    assert not any(fleet.component.component_id in r["detail"] for r in exported)
+
+
+# --- the dashboard on a laptop and a phone --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "width, height, name", [(1280, 800, "laptop"), (390, 844, "phone")], ids=["1280px", "phone"]
+)
+def test_the_dashboard_fits_the_window_without_sideways_scrolling(
+    fleet, portal, new_page, viewer, artifacts_dir, width, height, name
+):
+    # A failed delivery whose reason is one long word (a URI), as the TAM records them.
+    DeliveryItem.objects.create(
+        device=Device.objects.get(name="eu-device-1"), kind="install", state="failed",
+        component_key=fleet.component.component_id, version=fleet.version,
+        reason="ERR_MANIFEST_PROCESSING_FAILED: " + "https://tam.example/payloads/" + "a" * 230,
+    )
+    page = new_page(width, height, is_mobile=name == "phone")
+    log_in(page, portal, viewer)
+    page.goto(f"{portal}/admin/")
+    page.wait_for_selector("#fleet-failed-deliveries")
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than a {width}px window"
+    for panel in ("#fleet-failed-deliveries", "#fleet-compromises", "#fleet-rollouts", "#fleet-states"):
+        box = page.locator(panel).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width + 0.5, panel
+    assert page.locator('meta[http-equiv="refresh"]').count() == 1
+    assert "This page reloads every 60 s" in page.inner_text(".fleet-dashboard .generated")
+    screenshot(page, artifacts_dir, f"browser-8-dashboard-{name}.png")

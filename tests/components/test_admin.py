@@ -426,3 +426,64 @@ def test_released_version_page_links_to_the_compromise_confirmation(admin_client
     page = admin_client.get(reverse("admin:components_componentversion_change", args=[released_version.pk]))
     target = reverse("admin:policies_compromiseresponse_add") + f"?version={released_version.pk}"
     assert target in page.content.decode()
+
+
+# --- Issue 14: a Release button on the version page ---------------------------------------------
+
+
+def _draft(operator, component, sequence_number=1, label="1"):
+    return services.upload_binary(
+        component=component,
+        binary_file=SimpleUploadedFile("a.ta", b"x" * sequence_number),
+        version_label=label,
+        sequence_number=sequence_number,
+        actor=operator,
+    )
+
+
+def test_a_draft_version_page_has_a_release_button_that_confirms_first(
+    admin_client, operator, example_component
+):
+    version = _draft(operator, example_component)
+    page = admin_client.get(f"{CHANGELIST_URL}{version.pk}/change/").content.decode()
+    release_url = reverse("admin:components_componentversion_release", args=[version.pk])
+    assert release_url in page and "Release this version" in page
+    confirm = admin_client.get(release_url)
+    assert confirm.status_code == 200 and "Yes, release it" in confirm.content.decode()
+    version.refresh_from_db()
+    assert version.state == "draft"  # the page alone changes nothing
+
+    done = admin_client.post(release_url, {"reason": "QA passed"})
+    assert done.status_code == 302 and done["Location"].endswith(f"{version.pk}/change/")
+    version.refresh_from_db()
+    assert version.state == "released"
+    event = AuditEvent.objects.get(action="component_version.release")
+    assert event.actor == operator and event.reason == "QA passed"
+    page = admin_client.get(f"{CHANGELIST_URL}{version.pk}/change/").content.decode()
+    assert release_url not in page  # released: no button any more
+    assert 'badge-ok">Released' in page
+
+
+def test_the_release_button_says_why_a_release_is_refused(admin_client, operator, example_component):
+    old = _draft(operator, example_component, 1)
+    services.release_version(_draft(operator, example_component, 2, "2"), actor=operator)
+    page = admin_client.post(
+        reverse("admin:components_componentversion_release", args=[old.pk]), {"reason": ""}
+    )
+    assert page.status_code == 200 and "would roll" in page.content.decode()
+    old.refresh_from_db()
+    assert old.state == "draft"
+
+
+def test_viewers_cannot_release(client, operator, example_component):
+    from apps.accounts import roles
+    from tests.accounts.helpers import make_user
+
+    version = _draft(operator, example_component)
+    client.force_login(make_user(roles.VIEWER, username="vera"))
+    url = reverse("admin:components_componentversion_release", args=[version.pk])
+    assert url not in client.get(f"{CHANGELIST_URL}{version.pk}/change/").content.decode()
+    assert client.post(url, {"reason": "x"}).status_code == 403
+    assert client.get(reverse("admin:components_componentversion_release", args=[999999])).status_code == 404
+    version.refresh_from_db()
+    assert version.state == "draft"

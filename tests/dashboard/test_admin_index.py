@@ -90,3 +90,32 @@ def test_the_index_query_count_does_not_depend_on_the_fleet(fleet, django_assert
     cache.delete(services.OVERVIEW_CACHE_KEY)
     with django_assert_max_num_queries(40 + MAX_QUERIES):
         client.get(reverse("admin:index"))
+
+
+def test_the_dashboard_reloads_as_it_says(fleet):
+    client, _ = client_for(roles.VIEWER)
+    html = client.get(reverse("admin:index")).content.decode()
+    assert f'<meta http-equiv="refresh" content="{services.PAGE_REFRESH_SECONDS}">' in html
+    assert f"This page reloads every {services.PAGE_REFRESH_SECONDS} s" in html
+    assert "refreshed every 30 s" not in html  # the old label promised what the page never did
+
+
+def test_the_login_page_does_not_reload():
+    client, _ = client_for(ANONYMOUS)
+    html = client.get(reverse("admin:login")).content.decode()
+    assert 'http-equiv="refresh"' not in html
+
+
+def test_compromise_progress_links_to_the_devices_in_each_state(fleet):
+    client, _ = client_for(roles.VIEWER)
+    html = client.get(reverse("admin:index")).content.decode()
+    response = fleet["response"]
+    link = (
+        f"{reverse('admin:policies_queuedaction_changelist')}"
+        f"?compromise__id__exact={response.pk}&amp;progress=not_contacted"
+    )
+    assert link in html
+    assert "0 of 2 devices removed" in html
+    page = client.get(link.replace("&amp;", "&"))
+    assert page.status_code == 200
+    assert page.content.decode().count('class="field-device_link') == 2

@@ -14,8 +14,9 @@ from tests.dashboard.conftest import attest, install, version_of
 from tests.policies.factories import DeviceFactory
 
 pytestmark = pytest.mark.django_db
-# 15 aggregates and short lists, plus one progress query per compromise response shown.
-MAX_QUERIES = 17 + services.COMPROMISES_SHOWN
+# 15 aggregates and short lists, plus one progress query per compromise response shown and,
+# per rollout shown, its target version, its group's tags and rules and one aggregate.
+MAX_QUERIES = 19 + services.COMPROMISES_SHOWN + 4 * services.ROLLOUTS_SHOWN
 
 
 def by(rows, key, value="count"):
@@ -100,11 +101,42 @@ def test_compromise_in_progress_carries_the_policies_progress(fleet):
     assert item["fanout_finished"] is True and compromises["more"] is False
 
 
-def test_a_settled_compromise_is_no_longer_in_progress(fleet):
-    from apps.policies.models import QueuedAction
+def test_a_settled_compromise_stays_for_a_month_after_its_fan_out(fleet):
+    """Issue 14: the response no longer vanishes when its fan-out ends or its holders settle."""
+    from apps.policies.models import CompromiseResponse, QueuedAction
 
     QueuedAction.objects.filter(compromise=fleet["response"]).update(state="succeeded")
+    (item,) = fleet_overview(fleet["now"])["compromises"]["items"]
+    assert item["removed"] == 2 and item["segments"]["removed"] == 2
+    CompromiseResponse.objects.filter(pk=fleet["response"].pk).update(
+        marked_at=fleet["now"] - timedelta(days=31)
+    )
     assert fleet_overview(fleet["now"])["compromises"]["items"] == []
+
+
+def test_an_old_compromise_with_removals_still_open_stays(fleet):
+    from apps.policies.models import CompromiseResponse
+
+    CompromiseResponse.objects.filter(pk=fleet["response"].pk).update(
+        marked_at=fleet["now"] - timedelta(days=90)
+    )
+    (item,) = fleet_overview(fleet["now"])["compromises"]["items"]
+    assert item["segments"]["not_contacted"] == 2
+
+
+def test_retired_devices_leave_the_counts_of_devices_in_service(fleet):
+    overview = fleet_overview(fleet["now"])
+    assert overview["totals"]["devices"] == 4 and overview["devices"]["retired"] == 1
+    from apps.devices.services import retire_device
+
+    retire_device(fleet["devices"][1], actor=None, reason="scrapped")  # "older" held storage 1.0
+    overview = fleet_overview(fleet["now"])
+    assert overview["totals"]["devices"] == 3 and overview["devices"]["retired"] == 2
+    (storage,) = [c for c in overview["components"] if c["name"] == "storage-ta"]
+    assert storage["devices"] == 3  # fresh, shady, never; not older any more
+    # Its removal cannot be delivered any more: cancelled, so the response can settle.
+    (item,) = overview["compromises"]["items"]
+    assert item["cancelled"] == 1 and item["segments"]["not_contacted"] == 1
 
 
 def test_recent_failures(fleet):
@@ -126,7 +158,7 @@ def test_recent_failures(fleet):
 def test_totals(fleet):
     totals = fleet_overview(fleet["now"])["totals"]
     assert totals == {
-        "devices": 5,
+        "devices": 4,  # in service: the retired one is not counted
         "components": 2,
         "versions": 3,
         "released": 2,
@@ -158,6 +190,21 @@ def test_the_number_of_queries_does_not_grow_with_the_fleet(fleet, django_assert
         install(device, fleet["v2"])
         attest(device, "affirming")
     assert queries(fleet["now"]) == before
+
+
+def test_rollouts_are_the_latest_required_policies_with_bounded_queries(
+    fleet, django_assert_max_num_queries
+):
+    from tests.policies.factories import DeviceGroupFactory, PolicyFactory
+
+    groups = [DeviceGroupFactory(tags=[f"t{n}"]) for n in range(services.ROLLOUTS_SHOWN + 2)]
+    for group in groups:
+        PolicyFactory(group=group, component=fleet["storage"])
+    with django_assert_max_num_queries(MAX_QUERIES):
+        rollouts = fleet_overview(fleet["now"])["rollouts"]
+    assert len(rollouts["items"]) == services.ROLLOUTS_SHOWN and rollouts["more"] is True
+    assert rollouts["items"][0]["title"] == f"{groups[-1].name}: storage-ta 2.0"
+    assert rollouts["items"][0]["counts"]["total"] == 0
 
 
 def test_the_overview_is_cached_briefly(fleet, django_assert_num_queries):

@@ -9,9 +9,14 @@ from urllib.parse import urlencode
 from django import template
 from django.urls import reverse
 
-from apps.dashboard import charts
+from apps.dashboard import charts, rollout
 from apps.dashboard.charts import Bar
-from apps.dashboard.services import CONTACT_BUCKETS, cached_fleet_overview
+from apps.dashboard.services import (
+    CONTACT_BUCKETS,
+    OVERVIEW_CACHE_SECONDS,
+    PAGE_REFRESH_SECONDS,
+    cached_fleet_overview,
+)
 
 register = template.Library()
 
@@ -33,6 +38,7 @@ VERSION_TONES = {
 }
 SECTION_PERMISSIONS = {
     "components": "components.view_componentversion",
+    "rollouts": "policies.view_policy",
     "compromises": "policies.view_compromiseresponse",
     "deliveries": "devices.view_deliveryitem",
     "audit": "audit.view_auditevent",
@@ -124,6 +130,48 @@ def build_charts(overview: dict) -> dict:
     return result
 
 
+def build_progress(overview: dict) -> dict:
+    """Progress bars (apps/dashboard/templates/console/progress.html) for the rollouts and the
+    compromise responses, each segment linking to what it counts."""
+    devices = reverse("admin:devices_device_changelist")
+    actions = reverse("admin:policies_queuedaction_changelist")
+    rollouts = [
+        rollout.progress_view(
+            title=item["title"], total=item["counts"]["total"], done=item["counts"]["installed"],
+            done_label="installed", unit="devices",
+            segments=[
+                (s, rollout.ROLLOUT_LABELS[s], item["counts"][s], rollout.ROLLOUT_TONES[s],
+                 f"{devices}?rollout={item['key']}-{s}")
+                for s in rollout.ROLLOUT_STATES
+            ],
+        ) | {"policy_id": item["id"]}
+        for item in overview["rollouts"]["items"]
+    ]
+    compromises = [
+        rollout.progress_view(
+            title=c["version"], total=c["total"], done=c["segments"]["removed"],
+            done_label="removed", unit="devices",
+            segments=[
+                (b, rollout.COMPROMISE_LABELS[b], c["segments"][b], rollout.COMPROMISE_TONES[b],
+                 f"{actions}?compromise__id__exact={c['id']}&progress={b}")
+                for b in rollout.COMPROMISE_BUCKETS
+            ],
+        ) | {"response": c}
+        for c in overview["compromises"]["items"]
+    ]
+    return {"rollouts": rollouts, "compromises": compromises}
+
+
+@register.simple_tag(takes_context=True)
+def dashboard_refresh_seconds(context):
+    """The index reloads itself (a meta refresh) for users who see the dashboard."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and user.has_perm("devices.view_device"):
+        return PAGE_REFRESH_SECONDS
+    return 0
+
+
 @register.inclusion_tag("dashboard/fleet.html", takes_context=True)
 def fleet_dashboard(context):
     request = context.get("request")
@@ -135,5 +183,8 @@ def fleet_dashboard(context):
         "show": True,
         "overview": overview,
         "charts": build_charts(overview),
+        "progress": build_progress(overview),
+        "refresh_seconds": PAGE_REFRESH_SECONDS,
+        "cache_seconds": OVERVIEW_CACHE_SECONDS,
         "may": {section: user.has_perm(perm) for section, perm in SECTION_PERMISSIONS.items()},
     }
