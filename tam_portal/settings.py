@@ -294,6 +294,10 @@ TAM_GENERATE_DEVELOPMENT_KEYS = env.bool(
 # TAM_GENERATE_DEVELOPMENT_KEYS and nothing configured, one is created in TAM_KEY_DIR.
 TAM_DATA_ENCRYPTION_KEY_FILE = env.list("TAM_DATA_ENCRYPTION_KEY_FILE", default=[])
 TEEP_MAX_BODY_BYTES = env.int("TEEP_MAX_BODY_BYTES", default=1 << 20)
+# A body above TEEP_MAX_BODY_BYTES is read and thrown away up to this many bytes before the 413,
+# so a client that writes its whole body first sees the answer, not a reset connection; beyond
+# it the 413 goes out at once (apps/tam/request_body.py).
+TEEP_DISCARD_BODY_BYTES = env.int("TEEP_DISCARD_BODY_BYTES", default=8 * TEEP_MAX_BODY_BYTES)
 TEEP_TOKEN_LIFETIME_SECONDS = env.int("TEEP_TOKEN_LIFETIME_SECONDS", default=6 * 3600)
 TEEP_MAX_OUTSTANDING_TOKENS_PER_DEVICE = env.int("TEEP_MAX_OUTSTANDING_TOKENS_PER_DEVICE", default=8)
 # Unbound QueryRequest tokens (empty POSTs) one source address may hold; past it beat expires

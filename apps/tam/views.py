@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from apps.ops import metrics
 from apps.ops.clientip import client_ip
 from apps.ops.faults import BACKEND_RETRY_AFTER_SECONDS, unavailable_backend
-from apps.tam import engine
+from apps.tam import engine, request_body
 from apps.teep.wire.numbering import CURRENT
 
 logger = logging.getLogger(__name__)
@@ -24,12 +24,10 @@ logger = logging.getLogger(__name__)
 TEEP_MEDIA_TYPE = "application/teep+cbor"
 
 
-class BodyTooLarge(exceptions.APIException):
-    status_code = 413
-
-
 class TeepCborParser(BaseParser):
-    """Bytes in, bytes out: the wire package decodes and the signature needs the exact bytes."""
+    """The media type a TEEP body must have (415 otherwise). The view reads the bytes itself
+    (apps/tam/request_body.py: chunked bodies, the size limit); this parser only serves if
+    something asks DRF for request.data: bytes in, bytes out, bounded."""
 
     media_type = TEEP_MEDIA_TYPE
 
@@ -37,7 +35,7 @@ class TeepCborParser(BaseParser):
         limit = settings.TEEP_MAX_BODY_BYTES
         data = stream.read(limit + 1)
         if len(data) > limit:
-            raise BodyTooLarge()
+            raise request_body.BodyTooLarge()
         return data
 
 
@@ -69,10 +67,14 @@ class TeepView(APIView):
     http_method_names = ["post"]
 
     def post(self, request):
-        declared = request.META.get("CONTENT_LENGTH")
-        if declared and declared.isdigit() and int(declared) > settings.TEEP_MAX_BODY_BYTES:
-            raise BodyTooLarge()
-        body = request.data if isinstance(request.data, bytes) else b""
+        body = request_body.read_body(
+            request._request,
+            limit=settings.TEEP_MAX_BODY_BYTES,
+            discard_up_to=settings.TEEP_DISCARD_BODY_BYTES,
+        )
+        # An empty POST has no media type to check (DRF never parses one either).
+        if body and request.negotiator.select_parser(request, request.parsers) is None:
+            raise exceptions.UnsupportedMediaType(request.content_type)
         source_ip = client_ip(request)
         if body:
             answer = engine.process_teep_message(body, numbering=self.numbering, source_ip=source_ip)
@@ -103,9 +105,16 @@ class TeepView(APIView):
             return _bare(415)
         if isinstance(exc, exceptions.NotAcceptable):
             return _bare(406)
-        if isinstance(exc, BodyTooLarge):
+        if isinstance(exc, request_body.BodyTooLarge):
             return _bare(413)
-        if isinstance(exc, exceptions.ParseError):
+        if isinstance(exc, request_body.LengthRequired):
+            logger.warning(
+                "TEEP request with a chunked body on a server that does not decode it: 411"
+                " (serve with gunicorn, README \"Serving older agents\")"
+            )
+            return _bare(411)
+        if isinstance(exc, request_body.MalformedBody | exceptions.ParseError):
+            logger.info("TEEP request body refused: %s", exc)
             return _bare(400)
         if isinstance(exc, engine.TamRateLimited):
             logger.warning("TEEP rate limit hit (%s)", exc.scope)
@@ -125,5 +134,7 @@ class TeepView(APIView):
 
     def _message_kind(self) -> str:
         """"connect" for an empty POST; the type of a message is not known at this point."""
-        declared = self.request.META.get("CONTENT_LENGTH") if self.request else None
+        if self.request is None or request_body.is_chunked(self.request.META):
+            return "other"
+        declared = self.request.META.get("CONTENT_LENGTH")
         return "connect" if not declared or declared == "0" else "other"
