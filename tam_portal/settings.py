@@ -107,6 +107,8 @@ MIDDLEWARE = [
     # validation and the HTTPS redirect (probes reach each process by address, apps/ops).
     "apps.ops.middleware.RequestIdMiddleware",
     "apps.ops.middleware.OpsEndpointsMiddleware",
+    # Before Django's host validation: TEEP_ALLOWED_HOSTS on the TEEP paths, refusals recorded.
+    "apps.tam.middleware.TeepHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "apps.ops.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -298,6 +300,10 @@ TEEP_MAX_BODY_BYTES = env.int("TEEP_MAX_BODY_BYTES", default=1 << 20)
 # so a client that writes its whole body first sees the answer, not a reset connection; beyond
 # it the 413 goes out at once (apps/tam/request_body.py).
 TEEP_DISCARD_BODY_BYTES = env.int("TEEP_DISCARD_BODY_BYTES", default=8 * TEEP_MAX_BODY_BYTES)
+# Host headers admitted on the TEEP endpoints only, beside ALLOWED_HOSTS (agents in the field
+# with a fixed Host, e.g. teep-device's "example.com"; "*" admits any). Never widens the
+# admin, API or payload hosts (apps/tam/middleware.py).
+TEEP_ALLOWED_HOSTS = env.list("TEEP_ALLOWED_HOSTS", default=[])
 TEEP_TOKEN_LIFETIME_SECONDS = env.int("TEEP_TOKEN_LIFETIME_SECONDS", default=6 * 3600)
 TEEP_MAX_OUTSTANDING_TOKENS_PER_DEVICE = env.int("TEEP_MAX_OUTSTANDING_TOKENS_PER_DEVICE", default=8)
 # Unbound QueryRequest tokens (empty POSTs) one source address may hold; past it beat expires

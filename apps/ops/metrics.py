@@ -49,6 +49,8 @@ OUTCOMES = (
 )
 # Dropped-message reasons (free text in the audit row) by category: first match wins.
 DROP_CATEGORIES = (
+    # First: the text after it is the client's Host header, which could contain any word below.
+    ("not admitted for", "host"),
     ("not a COSE", "not-cose"),
     ("invalid TEEP message", "invalid-message"),
     ("signature does not verify", "signature"),

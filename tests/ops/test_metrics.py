@@ -105,6 +105,7 @@ def test_metrics_count_refusals_that_write_no_audit_row(client, scraper, setting
         ("attestation still being appraised: 503", "attestation"),
         ("a TEEP Agent does not send update messages", "unexpected-message"),
         ("agent signs with an algorithm the TAM does not accept (-35)", "algorithm"),
+        ("Host 'token.example' not admitted for /tam (neither ALLOWED_HOSTS nor ...)", "host"),
         ("anything else, e.g. a reason added later", "other"),
     ],
 )

@@ -97,6 +97,16 @@ def test_agent_sending_chunked_bodies_installs_then_removes(
     install_then_remove(agent, portal + endpoint, hello_ta)
 
 
+@pytest.mark.parametrize("endpoint, numbering", ENDPOINTS)
+def test_agent_with_a_fixed_host_admitted_by_teep_allowed_hosts_installs_then_removes(
+    tmp_path, portal, hello_ta, endpoint, numbering
+):
+    agent = registered_agent(
+        tmp_path, numbering=numbering, behaviour=Behaviour(fixed_host=FIXED_HOST)
+    )
+    install_then_remove(agent, portal + endpoint, hello_ta)
+
+
 def post_whole_body(
     base_url: str, path: str, body: bytes, *, chunked: bool, host: str | None = None
 ):
@@ -169,3 +179,22 @@ def test_broken_body_framing_is_answered_400_not_500(portal, framing, body):
     assert not AuditEvent.objects.exists()
 
 
+def test_refused_host_on_a_teep_path_is_answered_400_and_audited(portal):
+    assert post_whole_body(portal, "/tam/draft-25", b"", chunked=False, host="agent.invalid") == (
+        400,
+        b"",
+    )
+    event = AuditEvent.objects.get(outcome="dropped")
+    assert "agent.invalid" in event.reason and "/tam/draft-25" in event.reason
+    assert event.detail["host"] == "agent.invalid"
+
+
+def test_teep_allowed_hosts_do_not_admit_the_host_for_the_admin(portal):
+    address = urlsplit(portal)
+    for host, status in [(FIXED_HOST, 400), ("127.0.0.1", 200)]:
+        conn = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+        conn.request("GET", "/admin/login/", headers={"Host": host})
+        assert conn.getresponse().status == status, host
+        conn.close()
+    # Django's own refusal (its log), not a TEEP exchange.
+    assert not AuditEvent.objects.exists()
