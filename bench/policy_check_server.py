@@ -185,6 +185,19 @@ def cpu_list_text(cpus) -> str:
     return ",".join(str(c) for c in sorted(cpus))
 
 
+def cpus_busy_ticks(cpus) -> int:
+    """Busy time of these CPUs from /proc/stat (every process and the kernel): a cross-check
+    of the per-process figures when the server CPUs run nothing else."""
+    busy = 0
+    with open("/proc/stat") as handle:
+        for line in handle:
+            name, *values = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+                ticks = [int(v) for v in values]
+                busy += sum(ticks[:8]) - ticks[3] - ticks[4]  # all but idle and iowait
+    return busy
+
+
 class GunicornMeter:
     """CPU of the gunicorn master and its workers. Workers recycled by --max-requests are
     counted through the master's cutime/cstime (their times once reaped), so the delta between
@@ -1053,11 +1066,13 @@ def run_scenario(
         stats_before = db_stats(admin, dbname)
         pss_before = statements_view.snapshot() if statements_view else None
         pg.start_window()
+        busy_before = cpus_busy_ticks(opts.server_cpu_set) if opts.server_cpu_set else None
         master_before, workers_before = server.meter.sample()
         workers_at_start = set(server.meter.workers())
         load_before = sum(stat.own for stat in (read_stat(p.pid) for p in loaders) if stat)
         time.sleep(max(0.0, window_end - time.time()))
         master_after, workers_after = server.meter.sample()
+        busy_after = cpus_busy_ticks(opts.server_cpu_set) if opts.server_cpu_set else None
         load_after = sum(stat.own for stat in (read_stat(p.pid) for p in loaders) if stat)
         workers_recycled = len(workers_at_start - set(server.meter.workers()))
         pg_window = pg.end_window()
@@ -1135,6 +1150,10 @@ def run_scenario(
         result["gunicorn_cpu_us_per_unit"] = gunicorn_us / per
         result["pg_cpu_us_per_unit"] = pg_us / per
         result["load_cpu_us_per_unit"] = load_cpu * 1e6 / per
+        if busy_before is not None:
+            result["server_cpus_busy_us_per_unit"] = (
+                (busy_after - busy_before) * 1e6 / CLOCK_TICKS / per
+            )
     if total_requests:
         result["server_cpu_us_per_request"] = (gunicorn_us + pg_us) / total_requests
     return result
@@ -1143,12 +1162,7 @@ def run_scenario(
 # --- statements, exactly: the same messages through the real view, in-process --------------------
 
 
-def count_statements(fleet: Fleet, numbering_name: str, rounds: int) -> dict:
-    """Per request kind: SQL statements (as django_assert_num_queries counts them: savepoints
-    included, BEGIN/COMMIT not), writes, rows written and transactions, by running checks
-    through the Django test client (middleware, view, engine, real database) with an
-    execute_wrapper. Median over `rounds` after one warm-up check."""
-    from django.db import connection
+def teep_client():
     from django.test import Client
 
     client = Client(headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "192.0.2.250"})
@@ -1163,6 +1177,55 @@ def count_statements(fleet: Fleet, numbering_name: str, rounds: int) -> dict:
         if response.status_code != expect:
             raise RuntimeError(f"in-process: HTTP {response.status_code}, expected {expect}")
         return response.content
+
+    return post
+
+
+def profile_checks(fleet: Fleet, numbering_name: str, checks: int, limit: int = 30) -> str:
+    """cProfile of `checks` nothing-due checks in-process (middleware, view, engine, database;
+    no gunicorn), the functions by own time and by cumulative time: where the CPU goes."""
+    import cProfile
+    import io
+    import pstats
+
+    post = teep_client()
+    key, report_key = fleet.driven[0]
+    agent = LeanAgent(key, report_key, fleet.steady_held, None, numbering_name)
+
+    def check():
+        _, token = agent.read(post(b"", 200))
+        post(agent.query_response(token), 204)
+
+    for _ in range(5):
+        check()
+    started = time.process_time()
+    for _ in range(checks):
+        check()
+    plain = (time.process_time() - started) / checks
+    profiler = cProfile.Profile(time.process_time)  # CPU, not the waits on PostgreSQL
+    profiler.enable()
+    for _ in range(checks):
+        check()
+    profiler.disable()
+    out = io.StringIO()
+    out.write(
+        f"in-process CPU of one nothing-due check (this process only: no gunicorn, no "
+        f"PostgreSQL): {plain * 1e6:,.0f} µs; profile of {checks} checks:\n"
+    )
+    for order in ("tottime", "cumulative"):
+        stats = pstats.Stats(profiler, stream=out)
+        stats.strip_dirs().sort_stats(order).print_stats(limit)
+    return out.getvalue()
+
+
+def count_statements(fleet: Fleet, numbering_name: str, rounds: int) -> dict:
+    """Per request kind: SQL statements (as django_assert_num_queries counts them: savepoints
+    included, BEGIN/COMMIT not), writes, rows written and transactions, by running checks
+    through the Django test client (middleware, view, engine, real database) with an
+    execute_wrapper. Median over `rounds` after one warm-up check."""
+    from django.db import connection
+
+    post = teep_client()
 
     log: list = []
 
@@ -1420,6 +1483,11 @@ def print_report(report: dict, show_sql: bool) -> None:
             f"{run['gunicorn_workers_recycled']} gunicorn workers recycled, "
             f"client CPU {fmt_us(run.get('load_cpu_us_per_unit'))} µs/{unit}"
         )
+        if run.get("server_cpus_busy_us_per_unit") is not None:
+            print(
+                f"    server CPUs busy per {unit} (/proc/stat: every process and the kernel, "
+                f"a cross-check): {fmt_us(run['server_cpus_busy_us_per_unit'])} µs"
+            )
         print(
             f"    pg_stat_database per {unit} (approximate: backends flush about once a second): "
             f"{db['xact_commit'] / units:.1f} commits, rows {db['tup_inserted'] / units:.1f} "
@@ -1476,6 +1544,9 @@ def print_report(report: dict, show_sql: bool) -> None:
                 print(f"   [{part}]")
                 for number, sql in enumerate(p["sql"], 1):
                     print(f"    {number:>2}. {summarize_sql(sql)}")
+    if report.get("profile"):
+        print()
+        print(report["profile"])
     if report.get("wire"):
         print()
         from bench.wire_cost import print_wire
@@ -1631,6 +1702,12 @@ def parse_args(argv=None):
     parser.add_argument(
         "--show-sql", action="store_true", help="list the statements of one check of each kind"
     )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        metavar="N",
+        help="also profile N nothing-due checks in-process (cProfile) and print the top functions",
+    )
     parser.add_argument("--json", help="write every figure to this JSON file")
     parser.add_argument(
         "--keep-db", action="store_true", help="do not drop the scratch databases (debugging)"
@@ -1714,7 +1791,7 @@ def main(argv=None) -> None:
             "fewer than 2 CPUs (or no taskset): nothing pinned; the load competes with the server",
             file=sys.stderr,
         )
-    opts.load_cpu_set = load_cpus
+    opts.load_cpu_set, opts.server_cpu_set = load_cpus, server_cpus
 
     loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     workdir = Path(tempfile.mkdtemp(prefix="tam-bench-server-"))
@@ -1852,6 +1929,8 @@ def main(argv=None) -> None:
                 report["statements"][size] = count_statements(fleet, numbering_name, opts.rounds)
                 if index > 0:
                     report["statements"][size].pop("connect", None)
+                if opts.profile and index == 0:
+                    report["profile"] = profile_checks(fleet, numbering_name, opts.profile)
             connection.close()
             if not opts.keep_db:
                 admin.execute(f'DROP DATABASE IF EXISTS "{db}"')
