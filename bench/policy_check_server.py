@@ -1429,6 +1429,18 @@ def print_report(report: dict, show_sql: bool) -> None:
         f"{meta['warmup']:g} s warm-up"
     )
     print(f"pg_stat_statements: {meta['pg_stat_statements']}; autovacuum: {meta['autovacuum']}")
+    calibration = report.get("calibration") or []
+    if calibration:
+        spread = 100 * (max(calibration) / min(calibration) - 1)
+        print(
+            "machine speed (fixed Python loop on the server CPUs, ms CPU, at the start and after "
+            f"each round): {', '.join(f'{c:.1f}' for c in calibration)} (spread {spread:.0f}%; "
+            "compare with other runs: the same code should cost the same)"
+        )
+    print(
+        f"{meta['repeat']} round(s) of windows, fleets alternating; each row is the window with "
+        "the median CPU per unit"
+    )
     print()
     print("Server CPU from /proc, per request for connect, per check otherwise (µs):")
     columns = (
@@ -1483,6 +1495,11 @@ def print_report(report: dict, show_sql: bool) -> None:
             f"{run['gunicorn_workers_recycled']} gunicorn workers recycled, "
             f"client CPU {fmt_us(run.get('load_cpu_us_per_unit'))} µs/{unit}"
         )
+        if len(run.get("all_cpu_us_per_unit", [])) > 1:
+            print(
+                f"    server CPU per {unit} in each round: "
+                + ", ".join(fmt_us(v) for v in run["all_cpu_us_per_unit"])
+            )
         if run.get("server_cpus_busy_us_per_unit") is not None:
             print(
                 f"    server CPUs busy per {unit} (/proc/stat: every process and the kernel, "
@@ -1624,6 +1641,67 @@ def target_lines(report: dict) -> list[str]:
     return lines
 
 
+@dataclasses.dataclass
+class Stand:
+    """One fleet's database, its gunicorn and the meter of its PostgreSQL backends."""
+
+    size: int
+    db: str
+    fleet: Fleet
+    server: Server | None = None
+    pg: PgMeter | None = None
+    pss_connection: object = None
+    statements_view: StatementsView | None = None
+
+    def stop(self) -> None:
+        if self.pg is not None:
+            self.pg.stop()
+        if self.server is not None:
+            self.server.stop()
+        if self.pss_connection is not None:
+            self.pss_connection.close()
+            self.pss_connection = None
+
+
+CALIBRATION = """
+import hashlib, json, time
+started = time.process_time()
+data = {"k%d" % i: list(range(i % 17)) for i in range(2000)}
+for _ in range(40):
+    hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+print(time.process_time() - started)
+"""
+
+
+def calibrate(cpus) -> float:
+    """CPU time (ms) of a fixed pure-Python workload on the server CPUs: the same code on the
+    same machine should always cost the same, so a change between runs (or rounds) says the
+    machine's speed changed (another tenant, frequency), not the portal. Median of 5."""
+    command = [sys.executable, "-c", CALIBRATION]
+    if cpus:
+        command = ["taskset", "-c", cpu_list_text(cpus), *command]
+    samples = []
+    for _ in range(5):
+        out = subprocess.run(command, capture_output=True, text=True, check=True)
+        samples.append(float(out.stdout.strip()) * 1000)
+    return statistics.median(samples)
+
+
+def median_runs(samples: list[dict]) -> list[dict]:
+    """Per (scenario, fleet): the window with the median server CPU per unit, with the spread
+    of every window's value."""
+    grouped: dict[tuple, list[dict]] = {}
+    for run in samples:
+        grouped.setdefault((run["scenario"], run["fleet"]), []).append(run)
+    chosen = []
+    for runs in grouped.values():
+        ordered = sorted(runs, key=lambda r: r.get("server_cpu_us_per_unit") or 0)
+        median = dict(ordered[(len(ordered) - 1) // 2])
+        median["all_cpu_us_per_unit"] = [r.get("server_cpu_us_per_unit") for r in runs]
+        chosen.append(median)
+    return chosen
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -1666,6 +1744,11 @@ def parse_args(argv=None):
         help="comma-separated subset of " + ", ".join(SCENARIOS),
     )
     parser.add_argument("--seconds", type=float, help="measured window per scenario (default 20)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        help="rounds of windows, fleets alternating; the median window is reported (default 3)",
+    )
     parser.add_argument("--warmup", type=float, help="warm-up before each window (default 5)")
     parser.add_argument(
         "--workers", type=int, help="gunicorn workers (default: README Deployment's -w)"
@@ -1719,6 +1802,7 @@ def parse_args(argv=None):
     args.seconds = args.seconds or (3.0 if quick else 20.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else 5.0)
     args.wire_iterations = args.wire_iterations or (200 if quick else 2000)
+    args.repeat = args.repeat or (1 if quick else 3)
     if quick:
         args.agents = min(args.agents, 16)
         args.update_agents = min(args.update_agents, 8)
@@ -1815,7 +1899,8 @@ def main(argv=None) -> None:
         admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         created.append(name)
 
-    report = {"meta": {}, "runs": [], "statements": {}}
+    report = {"meta": {}, "runs": [], "samples": [], "statements": {}, "calibration": []}
+    stands: list[Stand] = []
     try:
         import django
 
@@ -1835,19 +1920,22 @@ def main(argv=None) -> None:
         conn_max_age = settings.DATABASES["default"].get("CONN_MAX_AGE")
 
         from apps.agent.agent import TeepAgent
+        from apps.teep.tam_keys import tam_keys
         from apps.teep.wire.numbering import CURRENT
 
         numbering_name = CURRENT.name
-        pinning_notes = []
-        server_command = ""
+        # 1. Every fleet in its own database, served by its own gunicorn (all pinned alike), so
+        #    that the windows can alternate between fleets: a slow drift of the machine's speed
+        #    then touches every fleet alike instead of skewing the flatness ratio.
         for index, size in enumerate(opts.fleet):
             db = f"{base_name}_srv_{size}"
+            stand_port = port if index == 0 else free_port()
             create_database(db, template_db)
             connection.settings_dict["NAME"] = db
             settings.DATABASES["default"]["NAME"] = db
+            # Manifests name payload URIs on this fleet's own server.
+            settings.TAM_PUBLIC_BASE_URL = f"http://127.0.0.1:{stand_port}"
             reference = TeepAgent(workdir / f"reference-{size}", key_type="p256")
-            from apps.teep.tam_keys import tam_keys
-
             for key in tam_keys().public_keys:
                 reference.add_tam_key(key)
             fleet = build_fleet(
@@ -1860,81 +1948,95 @@ def main(argv=None) -> None:
                 f"fleet of {size:,} devices built in {fleet.build_seconds:.1f} s", file=sys.stderr
             )
             connection.close()
-            server_env = {**env, "DATABASE_URL": scratch_url(database_url, db)}
-            server = Server(
-                gunicorn_args, server_env, port, server_cpus, workdir / f"gunicorn-{size}.log"
+            server_env = {
+                **env,
+                "DATABASE_URL": scratch_url(database_url, db),
+                "TAM_PUBLIC_BASE_URL": f"http://127.0.0.1:{stand_port}",
+            }
+            stand = Stand(size=size, db=db, fleet=fleet)
+            stands.append(stand)
+            stand.server = Server(
+                gunicorn_args, server_env, stand_port, server_cpus, workdir / f"gunicorn-{size}.log"
             )
-            server_command = " ".join(shlex.quote(w) for w in server.command)
-            pss_connection = None
-            try:
-                server.wait_ready(workers)
-                url = f"http://127.0.0.1:{port}/tam"
-                reference_agent_check(reference, url, fleet, numbering_name)
-                statements_view = None
-                exclude = set()
-                if has_pss:
-                    pss_connection = admin_connection(database_url, db)
-                    exclude.add(pss_connection.info.backend_pid)
-                    statements_view = StatementsView(pss_connection)
-                pg = PgMeter(db, server_cpus or None, exclude=exclude)
-                pg.poll()
-                pg.start()
-                try:
-                    scenarios = (
-                        opts.scenarios
-                        if index == 0
-                        else [s for s in opts.scenarios if s == "nothing-due"]
-                    )
-                    for scenario in scenarios:
-                        print(f"  {scenario} on {size:,} devices ...", file=sys.stderr)
-                        run = run_scenario(
-                            scenario,
-                            fleet=fleet,
-                            server=server,
-                            pg=pg,
-                            admin=admin,
-                            statements_view=statements_view,
-                            dbname=db,
-                            opts=opts,
-                            workdir=workdir,
-                            numbering_name=numbering_name,
-                        )
-                        report["runs"].append(run)
-                finally:
-                    pg.stop()
-                if not pg.last:
-                    pinning_notes.append(
-                        f"no backend of {db} found in /proc (a remote server?): PostgreSQL CPU "
-                        "not measured, not pinned"
-                    )
-                elif server_cpus:
-                    if pg.pin_failures:
-                        pinning_notes.append(
-                            f"pinning FAILED for {len(pg.pin_failures)} of {len(pg.last)} backends "
-                            f"({next(iter(pg.pin_failures.values()))})"
-                        )
-                    else:
-                        pinning_notes.append(
-                            f"{len(pg.pinned)} backends pinned to CPUs {cpu_list_text(server_cpus)}"
-                        )
-            finally:
-                server.stop()
-                if pss_connection is not None:
-                    pss_connection.close()
-            wanted = [s for s in ("connect", "nothing-due", "update") if s in opts.scenarios]
-            if wanted:
-                print(f"  statements on {size:,} devices (in-process) ...", file=sys.stderr)
-                if index > 0:
-                    fleet.updaters = []
-                report["statements"][size] = count_statements(fleet, numbering_name, opts.rounds)
-                if index > 0:
-                    report["statements"][size].pop("connect", None)
-                if opts.profile and index == 0:
-                    report["profile"] = profile_checks(fleet, numbering_name, opts.profile)
+            stand.server.wait_ready(workers)
+            reference_agent_check(
+                reference, f"http://127.0.0.1:{stand_port}/tam", fleet, numbering_name
+            )
+            if has_pss:
+                stand.pss_connection = admin_connection(database_url, db)
+                stand.statements_view = StatementsView(stand.pss_connection)
+            exclude = {stand.pss_connection.info.backend_pid} if stand.pss_connection else set()
+            stand.pg = PgMeter(db, server_cpus or None, exclude=exclude)
+            stand.pg.poll()
+            stand.pg.start()
+        server_command = " ".join(shlex.quote(w) for w in stands[0].server.command)
+
+        # 2. The windows, in rounds: each round runs every scenario on the first fleet and the
+        #    nothing-due check on the others, alternating fleets.
+        plan = [(stands[0], scenario) for scenario in opts.scenarios]
+        plan += [(stand, "nothing-due") for stand in stands[1:] if "nothing-due" in opts.scenarios]
+        report["calibration"].append(calibrate(server_cpus))
+        for round_ in range(opts.repeat):
+            for stand, scenario in plan:
+                print(
+                    f"  round {round_ + 1}/{opts.repeat}: {scenario} on {stand.size:,} devices ...",
+                    file=sys.stderr,
+                )
+                run = run_scenario(
+                    scenario,
+                    fleet=stand.fleet,
+                    server=stand.server,
+                    pg=stand.pg,
+                    admin=admin,
+                    statements_view=stand.statements_view,
+                    dbname=stand.db,
+                    opts=opts,
+                    workdir=workdir,
+                    numbering_name=numbering_name,
+                )
+                run["round"] = round_ + 1
+                report["samples"].append(run)
+            report["calibration"].append(calibrate(server_cpus))
+        report["runs"] = median_runs(report["samples"])
+
+        pinning_notes = []
+        for stand in stands:
+            stand.stop()
+            pg = stand.pg
+            if not pg.last:
+                pinning_notes.append(
+                    f"no backend of {stand.db} found in /proc (a remote server?): PostgreSQL CPU "
+                    "not measured, not pinned"
+                )
+            elif server_cpus and pg.pin_failures:
+                pinning_notes.append(
+                    f"pinning FAILED for {len(pg.pin_failures)} of {len(pg.last)} backends "
+                    f"({next(iter(pg.pin_failures.values()))})"
+                )
+            elif server_cpus:
+                pinning_notes.append(
+                    f"{len(pg.pinned)} backends of {stand.db} pinned to CPUs "
+                    f"{cpu_list_text(server_cpus)}"
+                )
+
+        # 3. Statements, in-process, on each fleet's database (the servers are stopped).
+        for index, stand in enumerate(stands):
+            connection.close()
+            connection.settings_dict["NAME"] = stand.db
+            settings.DATABASES["default"]["NAME"] = stand.db
+            print(f"  statements on {stand.size:,} devices (in-process) ...", file=sys.stderr)
+            if index > 0:
+                stand.fleet.updaters = []
+            counted = count_statements(stand.fleet, numbering_name, opts.rounds)
+            if index > 0:
+                counted.pop("connect", None)
+            report["statements"][stand.size] = counted
+            if opts.profile and index == 0:
+                report["profile"] = profile_checks(stand.fleet, numbering_name, opts.profile)
             connection.close()
             if not opts.keep_db:
-                admin.execute(f'DROP DATABASE IF EXISTS "{db}"')
-                created.remove(db)
+                admin.execute(f'DROP DATABASE IF EXISTS "{stand.db}"')
+                created.remove(stand.db)
 
         if not opts.no_wire:
             print("  wire work (micro-benchmark) ...", file=sys.stderr)
@@ -1955,8 +2057,8 @@ def main(argv=None) -> None:
             "conn_health_checks": settings.DATABASES["default"].get("CONN_HEALTH_CHECKS"),
             "server_cpus": cpu_list_text(server_cpus),
             "load_cpus": cpu_list_text(load_cpus),
-            "pg_pinning": "; ".join(dict.fromkeys(pinning_notes))
-            or "not pinned (fewer than 2 CPUs)",
+            "pg_pinning": "; ".join(pinning_notes) or "not pinned (fewer than 2 CPUs)",
+            "repeat": opts.repeat,
             "concurrency": opts.concurrency,
             "seconds": opts.seconds,
             "warmup": opts.warmup,
@@ -1972,6 +2074,8 @@ def main(argv=None) -> None:
         if opts.json:
             Path(opts.json).write_text(json.dumps(report, indent=1, default=str))
     finally:
+        for stand in stands:
+            stand.stop()
         try:
             from django.db import connections
 
