@@ -1,7 +1,7 @@
 """Server CPU per TEEP request and SQL statements per policy check (issue 11's instrument).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/tam_bench \
-        .venv/bin/python bench/policy_check_server.py            # full run, ~6 min on 2 cores
+        .venv/bin/python bench/policy_check_server.py            # full run, ~8 min on 2 cores
     ... bench/policy_check_server.py --quick                     # smoke run, ~1 min
 
 DATABASE_URL names the PostgreSQL server and credentials only: the database it names is not
@@ -1022,6 +1022,7 @@ def run_scenario(
 
     keys = fleet.updaters if scenario == "update" else fleet.driven
     procs = opts.concurrency
+    speed_before = calibrate(opts.server_cpu_set, 3)  # the server is idle now
     start_at = time.time() + 1.5  # every process imports and builds its templates first
     window_start = start_at + opts.warmup
     window_end = window_start + opts.seconds
@@ -1086,6 +1087,7 @@ def run_scenario(
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=10)
     load_cpu = (load_after - load_before) / CLOCK_TICKS  # the clients' own CPU in the window
+    speed_after = calibrate(opts.server_cpu_set, 3)  # the load has stopped
 
     requests = {phase: 0 for phase in PHASES}
     latencies, check_latencies, checks, errors, error_count = [], [], 0, [], 0
@@ -1116,6 +1118,7 @@ def run_scenario(
     result = {
         "scenario": scenario,
         "fleet": fleet.size,
+        "calibration_ms": (speed_before + speed_after) / 2,
         "window_s": opts.seconds,
         "requests": total_requests,
         "requests_by_kind": requests,
@@ -1435,7 +1438,8 @@ def print_report(report: dict, show_sql: bool) -> None:
         print(
             "machine speed (fixed Python loop on the server CPUs, ms CPU, at the start and after "
             f"each round): {', '.join(f'{c:.1f}' for c in calibration)} (spread {spread:.0f}%; "
-            "compare with other runs: the same code should cost the same)"
+            "the same code should cost the same: a large spread means a noisy host, so compare "
+            "runs whose calibrations agree)"
         )
     print(
         f"{meta['repeat']} round(s) of windows, fleets alternating; each row is the window with "
@@ -1495,11 +1499,15 @@ def print_report(report: dict, show_sql: bool) -> None:
             f"{run['gunicorn_workers_recycled']} gunicorn workers recycled, "
             f"client CPU {fmt_us(run.get('load_cpu_us_per_unit'))} µs/{unit}"
         )
-        if len(run.get("all_cpu_us_per_unit", [])) > 1:
-            print(
-                f"    server CPU per {unit} in each round: "
-                + ", ".join(fmt_us(v) for v in run["all_cpu_us_per_unit"])
-            )
+        rounds = ", ".join(
+            f"{fmt_us(v)} ({c:.1f} ms)"
+            for v, c in zip(run["all_cpu_us_per_unit"], run["all_calibration_ms"], strict=True)
+        )
+        print(
+            f"    server CPU per {unit} in each round (calibration loop around it): {rounds}; "
+            f"roughly adjusted to the speed at the start: "
+            f"{fmt_us(run.get('adjusted_cpu_us_per_unit'))}"
+        )
         if run.get("server_cpus_busy_us_per_unit") is not None:
             print(
                 f"    server CPUs busy per {unit} (/proc/stat: every process and the kernel, "
@@ -1585,9 +1593,9 @@ def target_lines(report: dict) -> list[str]:
     update = counted.get(small, {}).get("update", {}).get("total", {})
     connect = counted.get(small, {}).get("connect", {})
 
-    def cpu(scenario, fleet):
+    def cpu(scenario, fleet, key="server_cpu_us_per_unit"):
         run = runs.get((scenario, fleet))
-        return run.get("server_cpu_us_per_unit") if run else None
+        return run.get(key) if run else None
 
     def line(what, value, target, unit="", shown=None):
         shown = shown if shown is not None else ("-" if value is None else f"{value:,.0f}{unit}")
@@ -1673,31 +1681,39 @@ print(time.process_time() - started)
 """
 
 
-def calibrate(cpus) -> float:
+def calibrate(cpus, times: int = 5) -> float:
     """CPU time (ms) of a fixed pure-Python workload on the server CPUs: the same code on the
     same machine should always cost the same, so a change between runs (or rounds) says the
-    machine's speed changed (another tenant, frequency), not the portal. Median of 5."""
+    machine's speed changed (another tenant, frequency), not the portal. Median of `times`."""
     command = [sys.executable, "-c", CALIBRATION]
     if cpus:
         command = ["taskset", "-c", cpu_list_text(cpus), *command]
     samples = []
-    for _ in range(5):
+    for _ in range(times):
         out = subprocess.run(command, capture_output=True, text=True, check=True)
         samples.append(float(out.stdout.strip()) * 1000)
     return statistics.median(samples)
 
 
-def median_runs(samples: list[dict]) -> list[dict]:
-    """Per (scenario, fleet): the window with the median server CPU per unit, with the spread
-    of every window's value."""
+def median_runs(samples: list[dict], reference_ms: float | None) -> list[dict]:
+    """Per (scenario, fleet): the window with the median server CPU per unit, with every
+    window's value, and the median of the values adjusted to the machine's speed at the start
+    of the run (CPU x reference / the calibration around that window)."""
     grouped: dict[tuple, list[dict]] = {}
     for run in samples:
+        if reference_ms and run.get("server_cpu_us_per_unit") and run.get("calibration_ms"):
+            run["adjusted_cpu_us_per_unit"] = (
+                run["server_cpu_us_per_unit"] * reference_ms / run["calibration_ms"]
+            )
         grouped.setdefault((run["scenario"], run["fleet"]), []).append(run)
     chosen = []
     for runs in grouped.values():
         ordered = sorted(runs, key=lambda r: r.get("server_cpu_us_per_unit") or 0)
         median = dict(ordered[(len(ordered) - 1) // 2])
         median["all_cpu_us_per_unit"] = [r.get("server_cpu_us_per_unit") for r in runs]
+        median["all_calibration_ms"] = [r.get("calibration_ms") for r in runs]
+        adjusted = [r["adjusted_cpu_us_per_unit"] for r in runs if "adjusted_cpu_us_per_unit" in r]
+        median["adjusted_cpu_us_per_unit"] = statistics.median(adjusted) if adjusted else None
         chosen.append(median)
     return chosen
 
@@ -1997,7 +2013,7 @@ def main(argv=None) -> None:
                 run["round"] = round_ + 1
                 report["samples"].append(run)
             report["calibration"].append(calibrate(server_cpus))
-        report["runs"] = median_runs(report["samples"])
+        report["runs"] = median_runs(report["samples"], report["calibration"][0])
 
         pinning_notes = []
         for stand in stands:
