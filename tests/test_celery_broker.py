@@ -13,7 +13,6 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.devices.models import DeliveryItem, Device
-from apps.teep.models import TeepToken
 from apps.tam.tasks import expire_unanswered_requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,9 +54,8 @@ def real_broker(celery_eager):
 @pytest.mark.django_db(transaction=True)
 def test_task_runs_in_a_real_worker_through_redis(real_broker):
     device = Device.objects.create(kid="ab" * 32, public_key=b"\xa0")
-    token = TeepToken.objects.create(value=b"q" * 16, kind="update", device=device, numbering="draft-26",
-                                     expires_at=timezone.now() - timedelta(seconds=1))
-    delivery = DeliveryItem.objects.create(device=device, token=token, kind="install", component_key="81")
+    delivery = DeliveryItem.objects.create(device=device, update_token=b"q" * 40, kind="install", component_key="81",
+                                           expires_at=timezone.now() - timedelta(seconds=1))
     queue = f"test-{uuid.uuid4().hex}"
     worker = start_worker(queue)
     try:

@@ -266,12 +266,15 @@ class DeviceAdmin(admin.ModelAdmin):
     def outstanding_tokens(self, device):
         from django.utils import timezone
 
-        from apps.teep.models import TeepToken
+        from apps.devices.models import DeliveryItem
 
-        rows = TeepToken.objects.filter(device=device).outstanding(timezone.now()).order_by("-issued_at")
-        count = rows.count()
-        oldest = rows.last()
-        return f"{count} unanswered" + (f", oldest issued {oldest.issued_at:%Y-%m-%d %H:%M} UTC" if oldest else "")
+        # Update tokens are minted (nothing stored until used): what is outstanding is the
+        # Updates whose deliveries are unanswered and whose token has not expired.
+        rows = DeliveryItem.objects.filter(device=device, state=DeliveryItem.State.SENT,
+                                           expires_at__gt=timezone.now())
+        count = rows.values("update_token").distinct().count()
+        oldest = rows.order_by("created_at").first()
+        return f"{count} unanswered" + (f", oldest issued {oldest.created_at:%Y-%m-%d %H:%M} UTC" if oldest else "")
 
     @admin.display(description="due")
     def due_explanation(self, device):

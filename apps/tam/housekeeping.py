@@ -2,13 +2,11 @@
 
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from apps.devices.models import DeliveryItem
 from apps.personalization import services as personalization
-from apps.teep import tokens
 from apps.teep.models import TeepToken
 
 # Consumed or expired tokens are kept this long for investigations, then deleted.
@@ -17,10 +15,12 @@ TOKEN_RETENTION = timedelta(days=1)
 
 @transaction.atomic
 def expire_unanswered_requests(*, now=None) -> dict:
-    """Deliveries whose Update was never answered become "expired"; old tokens are deleted.
+    """Deliveries whose Update was never answered become "expired"; the rows of used tokens
+    and challenges are deleted a day after they expired (a minted token past its expiry is
+    refused without a row).
     Idempotent: running it twice changes nothing the second time."""
     now = now or timezone.now()
-    unanswered = DeliveryItem.objects.filter(state=DeliveryItem.State.SENT, token__expires_at__lte=now)
+    unanswered = DeliveryItem.objects.filter(state=DeliveryItem.State.SENT, expires_at__lte=now)
     unanswered_ids = list(unanswered.values_list("pk", flat=True))
     expired = DeliveryItem.objects.filter(pk__in=unanswered_ids).update(
         state=DeliveryItem.State.EXPIRED, settled_at=now, reason="no answer before the token expired"
@@ -30,14 +30,3 @@ def expire_unanswered_requests(*, now=None) -> dict:
     cutoff = now - TOKEN_RETENTION
     deleted, _ = TeepToken.objects.filter(expires_at__lte=cutoff).delete()
     return {"deliveries_expired": expired, "tokens_deleted": deleted}
-
-
-def cap_unbound_tokens_per_source(*, now=None) -> dict:
-    """Past TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE outstanding unbound QueryRequest tokens from one
-    source (an agent in a retry loop: one empty POST a second), its oldest are expired; a token
-    answered later is dropped like any expired one (TEEP 7.1 lets a TAM discard outstanding
-    requests). Run by beat every minute, so the empty POST itself stays one write. 0 turns
-    the cap off. Idempotent."""
-    return tokens.expire_unbound_past_cap(
-        cap=settings.TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE, now=now or timezone.now()
-    )

@@ -1,4 +1,5 @@
-"""The messages the TAM sends: built, signed, and their token or challenge recorded.
+"""The messages the TAM sends: built and signed, with a minted token (apps/teep/tokens.py:
+nothing stored) or a stored attestation challenge.
 
 TEEP 4.2 (QueryRequest), 4.4 (Update), 8.1 (cipher suites: the first QueryRequest is a
 COSE_Sign with one signature per offered algorithm; everything after it uses the agent's own
@@ -19,12 +20,11 @@ DEFAULT_DATA_ITEMS = messages.TRUSTED_COMPONENTS | messages.SUIT_REPORTS
 
 
 def query_request(numbering: Numbering, *, suites, now, attestation_payload=None,
-                  attestation_payload_format=None, source_ip=None) -> tuple[bytes, bytes]:
-    """Build, sign and record a QueryRequest with a fresh, not yet bound token. With several
-    suites (nothing known of the agent) it is a COSE_Sign with a signature per algorithm;
-    with one, a COSE_Sign1 (8.1). Returns (signed body, token). `source_ip`: who asked (the
-    per-source cap on unbound tokens counts by it)."""
-    token = tokens.new_value()
+                  attestation_payload_format=None) -> tuple[bytes, bytes]:
+    """Build and sign a QueryRequest with a fresh token bound to no device (nothing is
+    written). With several suites (nothing known of the agent) it is a COSE_Sign with a
+    signature per algorithm; with one, a COSE_Sign1 (8.1). Returns (signed body, token)."""
+    token = tokens.mint(tokens.Kind.QUERY_REQUEST, now=now, data_item_requested=DEFAULT_DATA_ITEMS)
     request = messages.QueryRequest(
         token=token,
         versions=ciphersuites.SUPPORTED_VERSIONS,
@@ -41,8 +41,6 @@ def query_request(numbering: Numbering, *, suites, now, attestation_payload=None
         body = cose.sign1(payload, keys.signing_key_for(algs[0]), algs[0])
     else:
         body = cose.sign(payload, [(keys.signing_key_for(alg), alg) for alg in algs])
-    tokens.issue(tokens.Kind.QUERY_REQUEST, numbering=numbering.name, now=now, value=token,
-                 data_item_requested=DEFAULT_DATA_ITEMS, source_ip=source_ip)
     return body, token
 
 
@@ -59,18 +57,18 @@ def challenge_request(numbering: Numbering, alg: int, device, *, now) -> tuple[b
         data_item_requested=bits,
     )
     body = cose.sign1(messages.encode(request, numbering), tam_keys().signing_key_for(alg), alg)
-    tokens.issue(tokens.Kind.CHALLENGE, numbering=numbering.name, now=now, device=device, value=challenge,
-                 data_item_requested=bits)
+    tokens.issue_challenge(numbering=numbering.name, now=now, device=device, value=challenge,
+                           data_item_requested=bits)
     return body, challenge
 
 
 def update(device, numbering: Numbering, alg: int, *, now, manifest_list=None, unneeded_manifest_list=None,
            err_code: int | None = None, err_msg: str | None = None):
-    """Build and sign an Update with a fresh token bound to the device. Returns (signed body,
-    the token row)."""
-    token = tokens.issue(tokens.Kind.UPDATE, numbering=numbering.name, now=now, device=device)
+    """Build and sign an Update with a fresh token naming the device (nothing is written).
+    Returns (signed body, token)."""
+    token = tokens.mint(tokens.Kind.UPDATE, now=now, device_id=getattr(device, "pk", device))
     message = messages.Update(
-        token=bytes(token.value),
+        token=token,
         manifest_list=manifest_list or None,
         unneeded_manifest_list=unneeded_manifest_list or None,
         err_code=err_code,

@@ -7,7 +7,3 @@ from apps.tam import housekeeping
 def expire_unanswered_requests() -> dict:
     return housekeeping.expire_unanswered_requests()
 
-
-@shared_task(acks_late=True, ignore_result=True)
-def cap_unbound_tokens_per_source() -> dict:
-    return housekeeping.cap_unbound_tokens_per_source()

@@ -1,6 +1,6 @@
-"""Outstanding TEEP requests: every QueryRequest and Update the TAM sends carries a fresh
-token (or, when it asks for attestation, a challenge) that the first validly signed answer
-consumes (TEEP 4.2, 7.1; DESIGN.md "Freshness and sessions")."""
+"""Used TEEP tokens and outstanding attestation challenges (TEEP 4.2, 7.1; DESIGN.md
+"Freshness and sessions"). QueryRequest and Update tokens are minted (apps/teep/tokens.py):
+a row exists only once one was consumed, so that it cannot be used twice."""
 
 from django.db import models
 
@@ -23,9 +23,6 @@ class TeepToken(models.Model):
         "devices.Device", null=True, blank=True, on_delete=models.CASCADE, related_name="tokens"
     )
     numbering = models.CharField(max_length=20)
-    # Who asked for an unbound QueryRequest token (an empty POST): the per-source cap of
-    # TEEP_MAX_UNBOUND_TOKENS_PER_SOURCE (apps/teep/tokens.py, on beat) counts by it.
-    source_ip = models.GenericIPAddressField(null=True, blank=True)
     # What the QueryRequest asked for (data-item-requested bits), to check the answer (7.1.1).
     data_item_requested = models.PositiveIntegerField(default=0)
     issued_at = models.DateTimeField(auto_now_add=True)

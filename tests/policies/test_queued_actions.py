@@ -39,7 +39,7 @@ def test_queued_install_is_delivered_at_the_next_contact_and_never_again_after_s
     assert update.manifest_list == (bytes(trusted_app.envelope),)
     action.refresh_from_db()
     assert action.state == State.DELIVERED
-    assert action.delivery == DeliveryItem.objects.get(token__value=update.token)
+    assert action.delivery == DeliveryItem.objects.get(update_token=update.token)
     succeed(agent, update)
     action.refresh_from_db()
     assert action.state == State.SUCCEEDED and action.settled_at is not None
@@ -153,23 +153,23 @@ def test_unanswered_delivery_stays_delivered_not_confirmed_until_the_next_report
     agent = make_agent()
     queue("install", trusted_app.component, device=agent.device)
     first = contact(agent)
-    TeepToken.objects.filter(value=first.token).update(expires_at=timezone.now() - timedelta(seconds=1))
+    DeliveryItem.objects.filter(update_token=first.token).update(expires_at=timezone.now() - timedelta(seconds=1))
     sweep_queued_actions.delay().get()
     action = the_action(agent.device)
     assert action.state == State.DELIVERED  # delivered, not confirmed: nothing says otherwise
     second = contact(agent)  # its report does not show it: the first was lost, offered again
-    assert DeliveryItem.objects.get(token__value=first.token).state == DeliveryItem.State.LOST
+    assert DeliveryItem.objects.get(update_token=first.token).state == DeliveryItem.State.LOST
     assert second.manifest_list == (bytes(trusted_app.envelope),)
     succeed(agent, second)
     action.refresh_from_db()
-    assert action.state == State.SUCCEEDED and action.delivery.token.value == second.token
+    assert action.state == State.SUCCEEDED and bytes(action.delivery.update_token) == second.token
 
 
 def test_a_delivered_action_whose_token_expired_is_delivered_again_even_before_the_sweep(make_agent, trusted_app):
     agent = make_agent()
     queue("install", trusted_app.component, device=agent.device)
     first = contact(agent)
-    TeepToken.objects.filter(value=first.token).update(expires_at=timezone.now() - timedelta(seconds=1))
+    DeliveryItem.objects.filter(update_token=first.token).update(expires_at=timezone.now() - timedelta(seconds=1))
     succeed(agent, contact(agent))
     assert the_action(agent.device).state == State.SUCCEEDED
 

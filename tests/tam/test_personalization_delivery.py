@@ -74,7 +74,7 @@ def test_unanswered_update_puts_the_data_back_in_the_queue(device_agent, monkeyp
 
     from django.utils import timezone
 
-    from apps.teep.models import TeepToken
+    from apps.devices.models import DeliveryItem
 
     agent, data = device_agent
     request = agent.handle_message(engine.process_connect(numbering=CURRENT).body)
@@ -82,7 +82,7 @@ def test_unanswered_update_puts_the_data_back_in_the_queue(device_agent, monkeyp
     assert update.outcome == "update"
     data.refresh_from_db()
     assert data.state == PersonalizationData.State.DELIVERED
-    TeepToken.objects.filter(kind="update").update(expires_at=timezone.now() - timedelta(seconds=1))
+    DeliveryItem.objects.filter(device=data.device).update(expires_at=timezone.now() - timedelta(seconds=1))
     expire_unanswered_requests()
     data.refresh_from_db()
     assert data.state == PersonalizationData.State.PENDING
