@@ -20,7 +20,7 @@ def test_ci_really_runs_on_postgresql():
 
 @pytest.mark.django_db
 def test_audit_event_cannot_be_changed_or_deleted_through_the_orm():
-    event = record_exchange(action="teep.query-request", outcome="ok", device_kid="ab" * 32)
+    event = AuditEvent.objects.get(pk=record_exchange(action="teep.query-request", outcome="ok", device_kid="ab" * 32))
     event.outcome = "forged"
     with pytest.raises(AuditTrailIsAppendOnly):
         event.save()
@@ -37,7 +37,7 @@ def test_audit_event_cannot_be_changed_or_deleted_through_the_orm():
 def test_postgresql_trigger_refuses_update_and_delete_in_sql():
     if connection.vendor != "postgresql":
         pytest.skip("the trigger exists on PostgreSQL only; SQLite keeps the model guard")
-    event = record_exchange(action="teep.success", outcome="ok")
+    event = AuditEvent.objects.get(pk=record_exchange(action="teep.success", outcome="ok"))
     for statement in (
         "UPDATE audit_auditevent SET outcome = 'forged' WHERE id = %s",
         "DELETE FROM audit_auditevent WHERE id = %s",

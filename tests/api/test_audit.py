@@ -17,7 +17,9 @@ KID = "ab" * 32
 
 def at(moment, record, **kwargs):
     with mock.patch("django.utils.timezone.now", return_value=moment):
-        return record(**kwargs)
+        event = record(**kwargs)
+    # record_exchange is a plain INSERT that returns the row's id.
+    return AuditEvent.objects.get(pk=event) if isinstance(event, int) else event
 
 
 @pytest.fixture
