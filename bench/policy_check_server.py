@@ -387,7 +387,7 @@ class LeanAgent:
         self.signer = RawSigner(teep_key)
         self.report_signer = RawSigner(report_key)
         self.held = held
-        self.placeholder = secrets.token_bytes(32)
+        self.placeholder = secrets.token_bytes(40)  # the TAM mints 40-byte tokens (apps/teep/tokens.py)
         self.report_templates = [self._report_payload(c, self.placeholder) for c in held]
         self.placeholder_reports = [self.report_signer.sign1(t) for t in self.report_templates]
         self.query_response_template = messages.encode(

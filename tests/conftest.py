@@ -42,6 +42,21 @@ def celery_eager():
     app.conf.task_always_eager = previous
 
 
+@pytest.fixture(autouse=True)
+def fresh_process_caches():
+    """What a worker keeps between requests (the policy world per epoch, envelopes) belongs
+    to one database: each test starts with none, as a new worker would (tests roll back, so
+    an epoch number can come back with other data behind it)."""
+    from apps.components.services import forget_cached_envelopes
+    from apps.policies import world
+
+    world.forget()
+    forget_cached_envelopes()
+    yield
+    world.forget()
+    forget_cached_envelopes()
+
+
 @pytest.fixture
 def artifacts_dir() -> Path:
     path = Path(__file__).resolve().parent.parent / "test-artifacts"

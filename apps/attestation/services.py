@@ -551,13 +551,19 @@ def latest_record(device_or_kid) -> AttestationRecord | None:
 def is_attestation_fresh(device_or_kid, now: datetime | None = None) -> bool:
     """True when the key's latest appraisal affirms and is younger than
     ATTESTATION_VALIDITY_SECONDS."""
-    now = now or timezone.now()
     record = latest_record(device_or_kid)
-    if record is None or record.status != AttestationRecord.Status.AFFIRMING:
+    if record is None:
         return False
-    return record.created_at >= now - timedelta(
-        seconds=int(setting("ATTESTATION_VALIDITY_SECONDS"))
-    )
+    return is_fresh_appraisal(record.status, record.created_at, now)
+
+
+def is_fresh_appraisal(status: str | None, appraised_at: datetime | None, now: datetime | None = None) -> bool:
+    """The rule of is_attestation_fresh() for an appraisal already read (the TAM reads the
+    latest one with the device, apps/devices/snapshot.py)."""
+    if status != AttestationRecord.Status.AFFIRMING or appraised_at is None:
+        return False
+    now = now or timezone.now()
+    return appraised_at >= now - timedelta(seconds=int(setting("ATTESTATION_VALIDITY_SECONDS")))
 
 
 def appraisal_from_record(record: AttestationRecord) -> Appraisal:

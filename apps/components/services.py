@@ -730,3 +730,34 @@ def _version_state(version: ComponentVersion) -> dict:
         "signed_by": version.signed_by,
         "signer_kid": version.signer_kid,
     }
+
+
+# --- Envelopes for Updates (the TAM's hot path) ---------------------------------------------------
+
+# A version's envelope never changes once stored (a new upload is a new version), so each
+# worker keeps the ones it sends, up to this many bytes, with their manifest digests.
+ENVELOPE_CACHE_BYTES = 64 << 20
+_envelopes: dict[int, tuple[bytes, str]] = {}
+_envelope_bytes = 0
+
+
+def envelope_and_manifest_digest(version_pk: int) -> tuple[bytes, str]:
+    """The version's SUIT envelope and the SHA-256 of its manifest (hex, as SUIT reports name
+    it): one query the first time a worker sends it, none after."""
+    global _envelope_bytes
+    cached = _envelopes.get(version_pk)
+    if cached is not None:
+        return cached
+    envelope = bytes(ComponentVersion.objects.filter(pk=version_pk).values_list("envelope", flat=True).get())
+    entry = (envelope, suit.parse_envelope(envelope).digest.value.hex())
+    if _envelope_bytes + len(envelope) > ENVELOPE_CACHE_BYTES:
+        forget_cached_envelopes()
+    _envelopes[version_pk] = entry
+    _envelope_bytes += len(envelope)
+    return entry
+
+
+def forget_cached_envelopes() -> None:
+    global _envelope_bytes
+    _envelopes.clear()
+    _envelope_bytes = 0

@@ -61,6 +61,11 @@ class Device(models.Model):
     # from, or when a Success/Error last changed it. A QueryResponse to an older QueryRequest
     # (delayed or reordered on the way) is stale and not recorded.
     state_as_of = models.DateTimeField(null=True, blank=True)
+    # The fast path of a policy check (apps/tam/engine.py): the digest of the state the device
+    # last reported and the policy epoch (apps/policies/epoch.py) at which the TAM found
+    # nothing due for it. Both unchanged and nothing in flight: nothing is due now either.
+    reconciled_digest = models.CharField(max_length=64, blank=True, editable=False)
+    reconciled_epoch = models.BigIntegerField(null=True, blank=True, editable=False)
     # After ERR_TEMPORARY_ERROR the TAM sends nothing new until then (TEEP 4.6).
     backoff_until = models.DateTimeField(null=True, blank=True)
     last_error_code = models.PositiveIntegerField(null=True, blank=True)
@@ -166,10 +171,10 @@ class DeliveryItem(models.Model):
         LOST = "lost", "Not applied (lost on the way)"
 
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="deliveries")
-    # The Update's token; kept after the token row is purged (history stays).
-    token = models.ForeignKey(
-        "teep.TeepToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
-    )
+    # The Update's token (minted, apps/teep/tokens.py) and when it expires: its Success or
+    # Error settles the items that carry it.
+    update_token = models.BinaryField(max_length=64, null=True, blank=True, db_index=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
     kind = models.CharField(max_length=10, choices=Kind.choices)
     state = models.CharField(max_length=10, choices=State.choices, default=State.SENT, db_index=True)
     component_key = models.CharField(max_length=512)

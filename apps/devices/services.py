@@ -4,6 +4,7 @@ transaction that holds the device's row lock, and by admin/commands for registra
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -34,6 +35,13 @@ class DeviceError(Exception):
 
 def lock_device(device_id: int) -> Device:
     return Device.objects.select_for_update(of=("self",)).get(pk=device_id)
+
+
+def lock_snapshot(device_id: int):
+    """The device's row locked, with everything a contact needs (apps/devices/snapshot.py)."""
+    from apps.devices import snapshot
+
+    return snapshot.lock_by_id(device_id)
 
 
 # --- Registration -----------------------------------------------------------------------
@@ -100,7 +108,7 @@ def trust_attested_device(device: Device | None, *, kid: str, agent_key: TeepKey
         changed.append("ueid")
     if attributes and any(device.attributes.get(k) != v for k, v in attributes.items()):
         device.attributes = {**device.attributes, **attributes}
-        changed.append("attributes")
+        changed.append("attributes")  # bumps the policy epoch (a trigger): membership may change
     if changed:
         device.save(update_fields=changed)
     return device
@@ -116,7 +124,13 @@ def mark_untrusted(device: Device) -> Device:
 
 
 def device_public_key(device: Device) -> TeepKey:
-    return TeepKey.from_cose_key(bytes(device.public_key))
+    """The agent's key, built once per process per stored COSE_Key."""
+    return _key_from_cose_key(bytes(device.public_key))
+
+
+@functools.lru_cache(maxsize=8192)
+def _key_from_cose_key(cose_key: bytes) -> TeepKey:
+    return TeepKey.from_cose_key(cose_key)
 
 
 # --- What the agent reported (QueryResponse, TEEP 4.3) ------------------------------------
@@ -147,8 +161,37 @@ def reported_components_from_tc_list(tc_list) -> list[ReportedComponent]:
     return reported
 
 
+def reported_digest(*, tc_list, requested_tc_list, unneeded_manifest_list, ext_list, selected_version,
+                    signing_alg: int, numbering: str, reports=()) -> str:
+    """A digest of everything a QueryResponse says about the device (the fast path of a
+    policy check compares it with what the device said when nothing was due). SUIT reports
+    count by (manifest digest, success): their nonce changes at every check."""
+    import hashlib
+
+    import cbor2
+
+    summary = [
+        [list(claims.items()) if isinstance(claims, dict) else claims for claims in (tc_list or [])]
+        if tc_list is not None else None,
+        [[info.component_id, info.tc_manifest_sequence_number, bool(info.have_binary)]
+         for info in (requested_tc_list or [])],
+        list(unneeded_manifest_list or []),
+        list(ext_list or []),
+        selected_version,
+        signing_alg,
+        numbering,
+        sorted([result.report.manifest_digest.value.hex(), bool(result.report.success)] for _, result in reports),
+    ]
+    try:
+        encoded = cbor2.dumps(summary, canonical=True)
+    except (TypeError, ValueError, cbor2.CBOREncodeError):  # an odd claim value: never the fast path
+        return ""
+    return hashlib.sha256(encoded).hexdigest()
+
+
 def record_reported_state(
-    device: Device,
+    snap,
+    world,
     *,
     tc_list,
     requested_tc_list,
@@ -158,48 +201,52 @@ def record_reported_state(
     signing_alg: int,
     numbering: str,
     as_of,
-    now,
 ) -> None:
-    """Replace the device's recorded state by what its QueryResponse said (row is locked);
-    `as_of`: when the QueryRequest it answers was issued."""
+    """Replace the device's recorded state by what its QueryResponse said (row locked by the
+    caller; `snap` from apps.devices.snapshot, kept up to date here). Writes only what changed;
+    the device row itself is written by save_contact(). `as_of`: when the QueryRequest it
+    answers was issued."""
+    from apps.devices.snapshot import Held
+
+    device = snap.device
     if tc_list is not None:
         reported = reported_components_from_tc_list(tc_list)
-        existing = {row.component_key: row for row in device.installed_components.all()}
-        keys = {item.component_key for item in reported}
-        # Two queries for the whole tc-list: the components, and their versions by digest.
-        components = {c.component_id: c for c in TrustedComponent.objects.filter(component_id__in=keys)}
-        by_digest = {}
-        for version in ComponentVersion.objects.filter(
-            component__in=components.values(),
-            binary_sha256__in={item.image_digest for item in reported if item.image_digest},
-        ).defer("envelope").order_by("sequence_number"):
-            by_digest[(version.component_id, version.binary_sha256)] = version  # highest wins
+        new_rows, keys = [], set()
         for item in reported:
-            component = components.get(item.component_key)
-            version = by_digest.get((component.pk, item.image_digest)) if component else None
-            row = existing.get(item.component_key)
+            keys.add(item.component_key)
+            component = world.by_key.get(item.component_key)
+            version = world.by_digest.get((component.pk, item.image_digest)) if component and item.image_digest \
+                else None
+            row = snap.installed.get(item.component_key)
             if row is None:
-                InstalledComponent.objects.create(
-                    device=device,
-                    component_key=item.component_key,
-                    component=component,
-                    version=version,
+                new_rows.append(InstalledComponent(
+                    device_id=device.pk, component_key=item.component_key,
+                    component_id=component.pk if component else None,
+                    version_id=version.pk if version else None,
                     sequence_number=version.sequence_number if version else None,
                     image_digest=item.image_digest,
-                )
+                ))
                 continue
             # A report without a digest keeps what a settled Update told us; write only changes.
             wanted = {"component_id": component.pk if component else None, "image_digest": item.image_digest}
             if version is not None or item.image_digest:
                 wanted.update(version_id=version.pk if version else None,
                               sequence_number=version.sequence_number if version else None)
-            changed = [name for name, value in wanted.items() if getattr(row, name) != value]
+            changed = {name: value for name, value in wanted.items() if getattr(row, name) != value}
             if changed:
-                for name in changed:
-                    setattr(row, name, wanted[name])
-                row.save(update_fields=[n.removesuffix("_id") for n in changed] + ["updated_at"])
-        keep = keys
-        device.installed_components.exclude(component_key__in=keep).delete()
+                InstalledComponent.objects.filter(pk=row.pk).update(**changed)
+                for name, value in changed.items():
+                    setattr(row, name, value)
+        if new_rows:
+            for created in InstalledComponent.objects.bulk_create(new_rows):
+                snap.installed[created.component_key] = Held(
+                    created.pk, created.component_key, created.component_id, created.version_id,
+                    created.sequence_number, created.image_digest)
+        gone = [key for key in snap.installed if key not in keys]
+        if gone:
+            InstalledComponent.objects.filter(device_id=device.pk, component_key__in=gone).delete()
+            for key in gone:
+                del snap.installed[key]
     device.requested_components = [
         {
             "component_key": component_ids.component_id_key(info.component_id),
@@ -214,23 +261,40 @@ def record_reported_state(
     device.signing_alg = signing_alg
     device.numbering = numbering
     device.state_as_of = as_of
-    touch_contact(device, now)
 
 
-def touch_contact(device: Device, now) -> None:
+# The columns a contact may change; save_contact() writes those that did.
+CONTACT_FIELDS = (
+    "state", "numbering", "signing_alg", "selected_version", "first_contact_at", "last_contact_at",
+    "requested_components", "unneeded_manifests", "ext_list", "state_as_of", "backoff_until",
+    "last_error_code", "last_error_name", "last_error_msg", "last_error_at", "error_resolved_at",
+    "agent_cipher_suites", "agent_versions", "reconciled_digest", "reconciled_epoch",
+)
+
+
+def save_contact(snap, now) -> None:
+    """The device row after a contact: first/last contact, registered -> active, and the
+    columns this contact changed (compared with the row as it was read, one UPDATE)."""
+    device = snap.device
     if device.first_contact_at is None:
         device.first_contact_at = now
     device.last_contact_at = now
     if device.state == Device.State.REGISTERED:
         device.state = Device.State.ACTIVE
-    device.save()
+    before = snap.device_as_read
+    changed = {name: getattr(device, name) for name in CONTACT_FIELDS if getattr(device, name) != before.get(name)}
+    if changed:
+        Device.objects.filter(pk=device.pk).update(**changed)
+        snap.device_as_read.update(changed)
 
 
 def store_suit_reports(device: Device, message_type: str, parsed_reports) -> None:
     """parsed_reports: (raw bytes, SuitReportResult) pairs from apps.teep.wire.suit."""
     from apps.teep.wire.suit import report_to_json
 
-    if message_type == "query-response" and parsed_reports:
+    if not parsed_reports:
+        return
+    if message_type == "query-response":
         # Boot-time reports repeat at every check (TEEP 4.3): keep one row per change, not per check.
         latest = {}
         for row in device.suit_reports.filter(message_type="query-response").order_by("-received_at", "-id")[:200]:
@@ -280,64 +344,83 @@ def manifest_key_of(component: TrustedComponent) -> str:
 
 def manifest_digest_of(version: ComponentVersion) -> str:
     """SHA-256 of the manifest, as SUIT reports name it in suit-reference (report 4)."""
-    from apps.teep.wire.suit import parse_envelope
+    from apps.components.services import envelope_and_manifest_digest
 
-    return parse_envelope(bytes(version.envelope)).digest.value.hex()
+    return envelope_and_manifest_digest(version.pk)[1]
 
 
 # --- What is due (TEEP 7.1.1: "in any implementation specific manner") ---------------------
 
 
 @dataclass
+class Offer:
+    """A catalogue version an Update installs: its envelope and what deliveries record."""
+
+    version_id: int
+    component_key: str
+    manifest_key: str
+    envelope: bytes
+    manifest_digest: str
+
+
+@dataclass
 class DuePlan:
-    installs: list[ComponentVersion] = field(default_factory=list)
+    installs: list[Offer] = field(default_factory=list)
     # (component id key, manifest component id key, held version (decision facts) or None, why)
     removals: list[tuple[str, str, object, str]] = field(default_factory=list)
     # (delivery kind, component id key) -> ids of the queued actions (apps.policies) it carries
     actions: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     # (PersonalizationData, envelope encrypted for this device), after the installs (TEEP E.3)
     personalizations: list = field(default_factory=list)
+    # Nothing due and nothing held back: the device holds what it should (fast path).
+    settled: bool = False
 
     def __bool__(self):
         return bool(self.installs or self.removals or self.personalizations)
 
     @property
     def manifest_list(self) -> list[bytes]:
-        return [bytes(v.envelope) for v in self.installs] + [env for _, env in self.personalizations]
+        return [offer.envelope for offer in self.installs] + [env for _, env in self.personalizations]
 
 
-def compute_due(device: Device, *, now) -> DuePlan:
+def _offer(world, version_id: int) -> Offer:
+    from apps.components.services import envelope_and_manifest_digest
+
+    version = world.versions[version_id]
+    component = world.components[version.component_id]
+    envelope, digest = envelope_and_manifest_digest(version_id)
+    return Offer(version_id, component.component_id, component.manifest_component_id, envelope, digest)
+
+
+def compute_due(snap, world, *, now) -> DuePlan:
     """What the Update to this device carries: its desired state (policies, overrides,
     queued actions, compromised versions, what the agent requested or no longer needs)
     against what it holds. The rule is apps.policies.resolution's docstring."""
-    resolution = policies.resolve_at_contact(device, now=now)
+    device = snap.device
+    resolution = policies.resolve_at_contact(device, now=now, snapshot=snap, world=world)
     plan = DuePlan()
-    due = [d for d in resolution.decisions if d.due]
-    targets = ComponentVersion.objects.select_related("component").in_bulk(
-        [d.version.pk for d in due if d.action != "remove"] + [d.replacement.pk for d in due if d.replacement]
-    )  # the envelopes to send
-    for decision in due:
+    for decision in (d for d in resolution.decisions if d.due):
         if decision.action == "remove":
             plan.removals.append((decision.component_key, decision.manifest_key, decision.version, decision.reason))
             if decision.replacement is not None:  # installed after the unlink (TEEP 7.2.2)
-                plan.installs.append(targets[decision.replacement.pk])
+                plan.installs.append(_offer(world, decision.replacement.pk))
                 plan.actions[("install", decision.component_key)] = decision.replacement_action_ids
             plan.actions[("remove", decision.component_key)] = decision.action_ids
         else:
-            plan.installs.append(targets[decision.version.pk])
+            plan.installs.append(_offer(world, decision.version.pk))
             plan.actions[("install", decision.component_key)] = decision.action_ids
-    if not (device.backoff_until and device.backoff_until > now):
-        _add_personalization(device, plan, now)
+    if snap.personalization_pending and not (device.backoff_until and device.backoff_until > now):
+        _add_personalization(snap, plan, now)
+    plan.settled = (not plan and resolution.settled_state and not snap.open_actions
+                    and not snap.personalization_pending and not resolution.settle)
     return plan
 
 
-def _add_personalization(device: Device, plan: DuePlan, now) -> None:
+def _add_personalization(snap, plan: DuePlan, now) -> None:
     """Personalization data waiting for this device, encrypted for it now (never before)."""
-    in_flight = set(
-        DeliveryItem.objects.filter(device=device, state=DeliveryItem.State.SENT, token__expires_at__gt=now)
-        .values_list("component_key", flat=True)
-    )
-    for data in personalization.pending_for_device(device):
+    in_flight = {d.component_key for d in snap.unsettled
+                 if d.state == DeliveryItem.State.SENT and d.expires_at and d.expires_at > now}
+    for data in personalization.pending_for_device(snap.device):
         if data.component.component_id in in_flight:
             continue
         try:
@@ -348,44 +431,31 @@ def _add_personalization(device: Device, plan: DuePlan, now) -> None:
         plan.personalizations.append((data, envelope))
 
 
-def record_deliveries(device: Device, token, plan: DuePlan) -> list[DeliveryItem]:
+def record_deliveries(device: Device, token: bytes, plan: DuePlan, *, expires_at) -> list[DeliveryItem]:
+    common = {"device_id": device.pk, "update_token": token, "expires_at": expires_at}
     items = [
         DeliveryItem(
-            device=device,
-            token=token,
-            kind=DeliveryItem.Kind.INSTALL,
-            component_key=component_key_of(version.component),
-            manifest_key=manifest_key_of(version.component),
-            version=version,
-            manifest_digest=manifest_digest_of(version),
+            kind=DeliveryItem.Kind.INSTALL, component_key=offer.component_key, manifest_key=offer.manifest_key,
+            version_id=offer.version_id, manifest_digest=offer.manifest_digest, **common,
         )
-        for version in plan.installs
+        for offer in plan.installs
     ] + [
         DeliveryItem(
-            device=device,
-            token=token,
-            kind=DeliveryItem.Kind.REMOVE,
-            component_key=key,
-            manifest_key=manifest_key,
-            version_id=version.pk if version is not None else None,
-            reason=why[:300],
+            kind=DeliveryItem.Kind.REMOVE, component_key=key, manifest_key=manifest_key,
+            version_id=version.pk if version is not None else None, reason=why[:300], **common,
         )
         for key, manifest_key, version, why in plan.removals
     ]
     items += [
         DeliveryItem(
-            device=device,
-            token=token,
-            kind=DeliveryItem.Kind.INSTALL,
-            component_key=data.component.component_id,
+            kind=DeliveryItem.Kind.INSTALL, component_key=data.component.component_id,
             manifest_key=data.component.manifest_component_id,
-            manifest_digest=parse_envelope(envelope).digest.value.hex(),
-            reason="personalization data",
+            manifest_digest=parse_envelope(envelope).digest.value.hex(), reason="personalization data", **common,
         )
         for data, envelope in plan.personalizations
     ]
     items = DeliveryItem.objects.bulk_create(items)
-    if plan.actions:
+    if any(plan.actions.values()):
         policies.link_deliveries(items, plan.actions, now=items[0].created_at)
     if plan.personalizations:
         carried = items[-len(plan.personalizations):]
@@ -396,12 +466,15 @@ def record_deliveries(device: Device, token, plan: DuePlan) -> list[DeliveryItem
 # --- Settling an Update (TEEP 7.1.2) ---------------------------------------------------------
 
 
-def settle_success(device: Device, token, *, now) -> list[DeliveryItem]:
+def _carried_by(snap, token: bytes):
+    return [u for u in snap.unsettled if u.state == DeliveryItem.State.SENT and u.update_token == token]
+
+
+def settle_success(snap, world, token: bytes, *, now) -> list:
     """A Success answering the Update of `token`: what it asked is done."""
-    items = list(token.deliveries.filter(state=DeliveryItem.State.SENT).select_related("version"))
-    _apply_success(device, items, now=now)
-    device.state_as_of = now
-    touch_contact(device, now)
+    items = _carried_by(snap, token)
+    _apply_success(snap, world, items, now=now)
+    snap.device.state_as_of = now
     return items
 
 
@@ -411,7 +484,7 @@ def is_stale_report(device: Device, answered_issued_at) -> bool:
     return device.state_as_of is not None and answered_issued_at < device.state_as_of
 
 
-def reconcile_deliveries(device: Device, *, issued_before, now) -> tuple[list[DeliveryItem], list[DeliveryItem]]:
+def reconcile_deliveries(snap, world, *, issued_before, now) -> tuple[list, list]:
     """Level-triggered reconciliation (DESIGN.md "Freshness and sessions"): the device's
     QueryResponse, just recorded, is the truth about what it holds. Every delivery issued
     before the QueryRequest it answers and not yet settled is settled by it: an install whose
@@ -419,107 +492,118 @@ def reconcile_deliveries(device: Device, *, issued_before, now) -> tuple[list[De
     succeeded, a removal whose component is gone succeeded, anything else was lost on the way
     (the Update or its answer) and is due again. Their Update tokens are closed, so a late
     Success or Error for them is refused. Returns (succeeded, lost)."""
-    items = list(
-        DeliveryItem.objects.filter(
-            device=device, state__in=(DeliveryItem.State.SENT, DeliveryItem.State.EXPIRED),
-            created_at__lt=issued_before,
-        ).select_related("version")
-    )
+    items = [u for u in snap.unsettled if u.created_at < issued_before]
     if not items:
         return [], []
-    held = {row.component_key: row for row in device.installed_components.all()}
+    held = dict(snap.installed)
     succeeded, lost = [], []
     for item in sorted(items, key=lambda i: i.kind != DeliveryItem.Kind.INSTALL):  # installs first
-        replaced = any(i.token_id == item.token_id and i.component_key == item.component_key
+        replaced = any(i.update_token == item.update_token and i.component_key == item.component_key
                        and i.kind == DeliveryItem.Kind.INSTALL for i in succeeded)
-        shown = _report_shows(item, held.get(item.component_key), replaced=replaced)
+        shown = _report_shows(world, item, held.get(item.component_key), replaced=replaced)
         (succeeded if shown else lost).append(item)
-    _apply_success(device, succeeded, now=now)
-    for item in lost:
-        item.state, item.settled_at = DeliveryItem.State.LOST, now
-        item.reason = "not applied: the device's next report did not show it (Update or answer lost)"
-    DeliveryItem.objects.bulk_update(lost, ["state", "settled_at", "reason"])
-    policies.settle_lost(lost, now=now)
-    carried_data = [i.pk for i in lost if i.kind == DeliveryItem.Kind.INSTALL and i.version_id is None]
-    if carried_data:
-        personalization.requeue_delivery_items(carried_data, "the Update carrying it was not applied")
-    tokens.close_update_tokens(device, issued_before=issued_before, now=now)
+    _apply_success(snap, world, succeeded, now=now)
+    if lost:
+        reason = "not applied: the device's next report did not show it (Update or answer lost)"
+        DeliveryItem.objects.filter(pk__in=[i.pk for i in lost]).update(
+            state=DeliveryItem.State.LOST, settled_at=now, reason=reason)
+        _drop_unsettled(snap, lost)
+        if _carries_actions(snap, lost):
+            policies.settle_lost(lost, now=now)
+        carried_data = [i.pk for i in lost if i.kind == DeliveryItem.Kind.INSTALL and i.version_id is None]
+        if carried_data:
+            personalization.requeue_delivery_items(carried_data, "the Update carrying it was not applied")
+    tokens.close([i.update_token for i in items if i.update_token], device_id=snap.device.pk, now=now)
     return succeeded, lost
 
 
-def _report_shows(item: DeliveryItem, held: InstalledComponent | None, *, replaced: bool = False) -> bool:
+def _carries_actions(snap, items) -> bool:
+    ids = {i.pk for i in items}
+    return any(a.delivery_id in ids for a in snap.actions)
+
+
+def _drop_unsettled(snap, items) -> None:
+    ids = {i.pk for i in items}
+    snap.unsettled = [u for u in snap.unsettled if u.pk not in ids]
+
+
+def _report_shows(world, item, held, *, replaced: bool = False) -> bool:
     if item.kind == DeliveryItem.Kind.REMOVE:
         # Gone, or replaced by the install the same Update carried (unlinked first, TEEP 7.2.2).
         return held is None or replaced or (
             item.version_id is not None and held.version_id is not None and held.version_id != item.version_id)
     if held is None:
         return False
-    if item.version is None or not held.image_digest:
+    version = world.versions.get(item.version_id) if item.version_id else None
+    if version is None or not held.image_digest:
         # Personalization data, or an agent that reports no digest: presence is all it says.
         return True
-    if held.image_digest == item.version.binary_sha256:
+    if held.image_digest == world.digests.get(version.pk):
         return True
-    return held.sequence_number is not None and held.sequence_number >= item.version.sequence_number
+    return held.sequence_number is not None and held.sequence_number >= version.sequence_number
 
 
-def _apply_success(device: Device, items: list[DeliveryItem], *, now) -> None:
+def _apply_success(snap, world, items, *, now) -> None:
     """Record what succeeded deliveries did on the device (its components) and settle them."""
+    from apps.devices.snapshot import Held
+
     if not items:
         return
-    unneeded_before = list(device.unneeded_manifests)
+    device = snap.device
     # Removals first: an Update that unlinks a version and installs its replacement (7.2.2).
     for item in sorted(items, key=lambda i: i.kind != DeliveryItem.Kind.REMOVE):
-        if item.kind == DeliveryItem.Kind.INSTALL and item.version is not None:
-            InstalledComponent.objects.update_or_create(
-                device=device,
-                component_key=item.component_key,
-                defaults={
-                    "component_id": item.version.component_id,
-                    "version": item.version,
-                    "sequence_number": item.version.sequence_number,
-                    "image_digest": item.version.binary_sha256 or "",
-                },
-            )
+        version = world.versions.get(item.version_id) if item.version_id else None
+        if item.kind == DeliveryItem.Kind.INSTALL and version is not None:
+            values = {"component_id": version.component_id, "version_id": version.pk,
+                      "sequence_number": version.sequence_number, "image_digest": world.digests.get(version.pk, "")}
+            row = snap.installed.get(item.component_key)
+            if row is not None:
+                InstalledComponent.objects.filter(pk=row.pk).update(**values)
+                snap.installed[item.component_key] = Held(row.pk, item.component_key, **values)
+            else:
+                created = InstalledComponent.objects.create(device_id=device.pk, component_key=item.component_key,
+                                                            **values)
+                snap.installed[item.component_key] = Held(created.pk, item.component_key, **values)
         elif item.kind == DeliveryItem.Kind.INSTALL:  # personalization data (no catalogue version)
             personalization.settle_delivery_items([item.pk], True)
         elif item.kind == DeliveryItem.Kind.REMOVE:
-            device.installed_components.filter(component_key=item.component_key).delete()
+            if item.component_key in snap.installed:
+                InstalledComponent.objects.filter(device_id=device.pk, component_key=item.component_key).delete()
+                del snap.installed[item.component_key]
             device.unneeded_manifests = [m for m in device.unneeded_manifests if m != item.manifest_key]
     DeliveryItem.objects.filter(pk__in=[i.pk for i in items]).update(
         state=DeliveryItem.State.SUCCEEDED, settled_at=now
     )
-    for item in items:
-        item.state, item.settled_at = DeliveryItem.State.SUCCEEDED, now
-    policies.settle_succeeded(items, now=now)
-    changed = ["unneeded_manifests"] if device.unneeded_manifests != unneeded_before else []
+    _drop_unsettled(snap, items)
+    if _carries_actions(snap, items):
+        policies.settle_succeeded(items, now=now)
     if device.last_error_at and not device.error_resolved_at:
         device.error_resolved_at = now
-        changed.append("error_resolved_at")
-    if changed:
-        device.save(update_fields=changed)
 
 
-def settle_failure(device: Device, token, *, reason: str, retryable: bool, failed_digests: dict[str, str],
+def settle_failure(snap, world, token: bytes, *, reason: str, retryable: bool, failed_digests: dict[str, str],
                    now) -> None:
     """Mark what the Update asked as failed; reasons per manifest digest from SUIT reports.
 
     Never removes or reinstalls anything by itself (DESIGN.md: no automatic destructive
     action on protocol errors). Queued actions they carried go back to the queue, up to the
     retry limit (apps.policies.services.settle_failed)."""
-    items = list(token.deliveries.filter(state=DeliveryItem.State.SENT).select_related("version"))
+    items = _carried_by(snap, token)
     if failed_digests:
         # A SUIT report names a manifest that failed: the agent reached the install step, which
         # it only does after unlinking every unneeded manifest without error (TEEP 7.2.2).
         removals = [i for i in items if i.kind == DeliveryItem.Kind.REMOVE]
-        _apply_success(device, removals, now=now)
+        _apply_success(snap, world, removals, now=now)
         items = [i for i in items if i.kind != DeliveryItem.Kind.REMOVE]
     for item in items:
-        item.state = DeliveryItem.State.FAILED
-        item.retryable = retryable
+        item.state, item.retryable, item.settled_at = DeliveryItem.State.FAILED, retryable, now
         item.reason = failed_digests.get(item.manifest_digest, reason)[:300]
-        item.settled_at = now
-        item.save(update_fields=["state", "retryable", "reason", "settled_at"])
-    policies.settle_failed(items, now=now)
+        DeliveryItem.objects.filter(pk=item.pk).update(
+            state=item.state, retryable=retryable, reason=item.reason, settled_at=now,
+        )
+    _drop_unsettled(snap, items)
+    if _carries_actions(snap, items):
+        policies.settle_failed(items, now=now)
     carried_data = [i.pk for i in items if i.kind == DeliveryItem.Kind.INSTALL and i.version_id is None]
     if carried_data:
         if retryable:
@@ -530,6 +614,7 @@ def settle_failure(device: Device, token, *, reason: str, retryable: bool, faile
 
 def record_agent_error(device: Device, *, code: int, name: str, message: str | None,
                        cipher_suites=None, versions=None, now) -> None:
+    """The device's row (locked, written by save_contact()) remembers the Error."""
     device.last_error_code = code
     device.last_error_name = name
     device.last_error_msg = (message or "")[:200]
@@ -541,7 +626,6 @@ def record_agent_error(device: Device, *, code: int, name: str, message: str | N
     if name == "ERR_TEMPORARY_ERROR":
         device.backoff_until = now + timedelta(seconds=settings.TEEP_TEMPORARY_ERROR_BACKOFF_SECONDS)
     device.state_as_of = now
-    touch_contact(device, now)
 
 
 # --- Lifecycle: retiring a device (operators; the admin and the API) ------------------------------

@@ -5,3 +5,4 @@ class PoliciesConfig(AppConfig):
     name = "apps.policies"
     label = "policies"
     verbose_name = "Policies and queued actions"
+

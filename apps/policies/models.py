@@ -294,3 +294,19 @@ class QueuedAction(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} {self.version or self.component} on {self.device} ({self.state})"
+
+
+class PolicyEpoch(models.Model):
+    """One row: a number that grows whenever something changes that can change what is due
+    for devices in general (policies, groups and their rules and tags, overrides, the
+    catalogue, compromise responses, a device's tags or attributes). apps/policies/epoch.py
+    bumps it in the transaction of the change; the policy check's fast path and the
+    per-process policy world (apps/policies/world.py) compare against it."""
+
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "policy epoch"
+
+    def __str__(self):
+        return f"policy epoch {self.value}"

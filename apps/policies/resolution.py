@@ -98,18 +98,26 @@ def _describe_policy(policy: Policy) -> str:
     )
 
 
-def rule_for(policies: list[Policy], override: DeviceOverride | None) -> decision.Rule:
+@dataclass(frozen=True)
+class OverrideFacts:
+    """A DeviceOverride as rule_for needs it."""
+
+    effect: str
+    version: decision.Version | None
+
+
+def rule_for(policies: list[Policy], override: OverrideFacts | None) -> decision.Rule:
     if override is not None:
         who = f"device override: {override.effect}" + (
-            f" {override.version.version_label}" if override.version_id else ""
+            f" {override.version.version_label}" if override.version else ""
         )
         if override.effect == DeviceOverride.OverrideEffect.EXEMPT:
             return decision.Rule(source=who, exempt=True)
         if override.effect == Effect.FORBIDDEN:
-            if override.version_id:
-                return decision.Rule(forbidden_versions=frozenset({override.version_id}), source=who)
+            if override.version:
+                return decision.Rule(forbidden_versions=frozenset({override.version.pk}), source=who)
             return decision.Rule(forbidden_all=True, source=who)
-        return decision.Rule(required=True, pinned=version_facts(override.version), source=who)
+        return decision.Rule(required=True, pinned=override.version, source=who)
     forbidding = [p for p in policies if p.effect == Effect.FORBIDDEN]
     requiring = [p for p in policies if p.effect == Effect.REQUIRED]
     whole = [p for p in forbidding if not p.version_id]
@@ -143,99 +151,96 @@ class Resolution:
     untracked_compromised: list[decision.Version] = field(default_factory=list)
     groups: list[DeviceGroup] = field(default_factory=list)
 
+    @property
+    def settled_state(self) -> bool:
+        """Nothing due, nothing held back, nothing to settle: what the device holds is what it
+        should hold, and stays so until it reports otherwise or the policy epoch changes (the
+        policy check's fast path, apps/tam/engine.py)."""
+        return not (self.settle or self.untracked_compromised) and all(d.action == "none" for d in self.decisions)
 
-def resolve(device: Device, *, now) -> Resolution:
+
+def resolve(device: Device, *, now, snapshot=None, world=None) -> Resolution:
     """Desired state of `device` against its recorded state; no writes.
+
+    `snapshot` (apps.devices.snapshot) is what the TAM read with the device's row lock; without
+    one (the admin's "why") it is read here. `world` (apps.policies.world): the catalogue and
+    the policies of the snapshot's epoch.
 
     "In flight" are deliveries still unanswered (token not expired). At a contact the TAM first
     settles every delivery issued before the device's current check from what it reported
     (apps.devices.services.reconcile_deliveries), so what remains in flight then is only what a
     concurrent session sent."""
+    from apps.devices import snapshot as snapshots
+    from apps.policies import world as worlds
+
+    snap = snapshot if snapshot is not None else snapshots.read(device.pk)
+    world = world if world is not None else worlds.for_epoch(snap.epoch)
+    device = snap.device if snapshot is None else device
     result = Resolution()
-    held = {
-        row.component_key: row
-        for row in device.installed_components.select_related("version")
-    }
-    result.groups = groups_of(device)
+    held = snap.installed
+    result.groups = world.groups_for(snap.tag_ids, device.attributes or {})
     policies_by_component = defaultdict(list)
-    for policy in Policy.objects.filter(group__in=result.groups).select_related("group", "version"):
-        policies_by_component[policy.component_id].append(policy)
+    for group in result.groups:
+        for policy in world.policies_by_group.get(group.pk, ()):
+            policies_by_component[policy.component_id].append(policy)
     overrides = {
-        o.component_id: o for o in DeviceOverride.objects.filter(device=device).select_related("version")
+        o.component_id: OverrideFacts(o.effect, world.versions.get(o.version_id)) for o in snap.overrides
     }
     # Open actions, and the compromise responses the device was a holder of (floors).
     actions_by_component = defaultdict(list)
     floors_by_component = defaultdict(list)
-    for action in QueuedAction.objects.filter(
-        Q(state__in=OPEN) | Q(compromise__isnull=False), device=device
-    ).select_related("version", "compromise__version"):
+    for action in snap.actions:
         if action.compromise_id is not None and action.kind == QueuedAction.Kind.REMOVE:
-            floors_by_component[action.component_id].append(decision.Floor(
-                sequence_number=action.compromise.version.sequence_number,
-                replacement_pk=action.compromise.replacement_id,
-            ))
+            compromised_pk, replacement_pk = world.compromises.get(action.compromise_id, (None, None))
+            compromised = world.versions.get(compromised_pk)
+            if compromised is not None:
+                floors_by_component[action.component_id].append(decision.Floor(
+                    sequence_number=compromised.sequence_number, replacement_pk=replacement_pk,
+                ))
         if action.state in OPEN:
             actions_by_component[action.component_id].append(
-                decision.Action(pk=action.pk, kind=action.kind, version=version_facts(action.version))
+                decision.Action(pk=action.pk, kind=action.kind, version=world.versions.get(action.version_id))
             )
-    in_flight = set(
-        DeliveryItem.objects.filter(
-            device=device, state=DeliveryItem.State.SENT, token__expires_at__gt=now
-        ).values_list("component_key", flat=True)
-    )
-    failures = dict(
-        DeliveryItem.objects.filter(device=device, state=DeliveryItem.State.FAILED, retryable=False)
-        .values("version_id").annotate(n=Count("id")).values_list("version_id", "n")
-    )
+    in_flight = {d.component_key for d in snap.unsettled
+                 if d.state == DeliveryItem.State.SENT and d.expires_at and d.expires_at > now}
     # A held compromised version is a floor too, before the fan-out reached the device.
-    held_compromised = [row.version for row in held.values()
-                        if row.version is not None and row.version.state == ComponentVersion.State.COMPROMISED]
-    if held_compromised:
-        replacements = dict(CompromiseResponse.objects.filter(version__in=held_compromised)
-                            .values_list("version_id", "replacement_id"))
-        for version in held_compromised:
+    for row in held.values():
+        version = world.versions.get(row.version_id)
+        if version is not None and version.state == ComponentVersion.State.COMPROMISED:
             floors_by_component[version.component_id].append(
-                decision.Floor(version.sequence_number, replacements.get(version.pk)))
+                decision.Floor(version.sequence_number, world.replacement_of.get(version.pk)))
     conditions = decision.Conditions(
         backoff=bool(device.backoff_until and device.backoff_until > now),
-        failures=failures,
+        failures=snap.failures,
         max_failures=settings.TEEP_MAX_DELIVERY_FAILURES,
     )
 
-    # Every component concerned, from the catalogue in one query.
     requested = {r["component_key"]: r for r in device.requested_components}
     unneeded = set(device.unneeded_manifests)
-    component_ids = set(policies_by_component) | set(overrides) | set(actions_by_component)
-    components = {
-        c.pk: c
-        for c in TrustedComponent.objects.filter(
-            Q(pk__in=component_ids) | Q(component_id__in=set(held) | set(requested))
-            | Q(manifest_component_id__in=unneeded)
-        ).only("pk", "component_id", "manifest_component_id", "name")
-    }
-    by_key = {c.component_id: c for c in components.values()}
-    by_manifest = {c.manifest_component_id for c in components.values()}
-    released = defaultdict(list)  # component pk -> released versions, newest first
-    for row in (
-        ComponentVersion.objects.filter(component__in=components, state=ComponentVersion.State.RELEASED)
-        .order_by("component_id", "-sequence_number")
-        .values_list(*VERSION_FIELDS)
-    ):
-        released[row[1]].append(decision.Version(*row))
+    concerned = set(policies_by_component) | set(overrides) | set(actions_by_component)
+    by_key = {world.components[pk].component_id: world.components[pk] for pk in concerned
+              if pk in world.components}
+    for key in set(held) | set(requested):
+        if key in world.by_key:
+            by_key[key] = world.by_key[key]
+    for manifest_key in unneeded:
+        if manifest_key in world.by_manifest_key:
+            component = world.by_manifest_key[manifest_key]
+            by_key[component.component_id] = component
+    by_manifest = {c.manifest_component_id for c in by_key.values()}
 
     for key in sorted(set(held) | set(requested) | set(by_key)):
         component = by_key.get(key)
         row = held.get(key)
         facts = decision.ComponentFacts(
             key=key,
-            component=decision.Component(component.pk, component.component_id, component.manifest_component_id,
-                                         component.name) if component else None,
-            held=decision.Held(version_facts(row.version), row.sequence_number) if row else None,
+            component=component,
+            held=decision.Held(world.versions.get(row.version_id), row.sequence_number) if row else None,
             requested=requested.get(key),
             unneeded=component is not None and component.manifest_component_id in unneeded,
             rule=rule_for(policies_by_component.get(component.pk, []), overrides.get(component.pk))
             if component else decision.Rule(),
-            released=tuple(released.get(component.pk, ())) if component else (),
+            released=world.released.get(component.pk, ()) if component else (),
             actions=tuple(actions_by_component.get(component.pk, ())) if component else (),
             floors=tuple(floors_by_component.get(component.pk, ())) if component else (),
             in_flight=key in in_flight,

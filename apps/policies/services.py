@@ -38,10 +38,10 @@ def _user(actor):
 # --- At a device's contact (row lock held by the caller) ---------------------------------------
 
 
-def resolve_at_contact(device: Device, *, now) -> resolution.Resolution:
+def resolve_at_contact(device: Device, *, now, snapshot=None, world=None) -> resolution.Resolution:
     """The device's desired state; queued actions that its reported state already settles
     are settled, and held compromised versions get a tracked removal."""
-    result = resolution.resolve(device, now=now)
+    result = resolution.resolve(device, now=now, snapshot=snapshot, world=world)
     for settled in result.settle:
         QueuedAction.objects.filter(pk=settled.action_id, state__in=OPEN).update(
             state=settled.state, reason=settled.reason[:300], settled_at=now
@@ -127,7 +127,7 @@ def settle_failed(items: list[DeliveryItem], *, now) -> None:
     times; failures the agent called temporary do not count."""
     limit = settings.TEEP_MAX_DELIVERY_FAILURES
     for item in items:
-        actions = QueuedAction.objects.filter(delivery=item, state=QueuedAction.State.DELIVERED)
+        actions = QueuedAction.objects.filter(delivery_id=item.pk, state=QueuedAction.State.DELIVERED)
         if item.retryable:
             actions.update(state=QueuedAction.State.QUEUED, reason=item.reason[:300])
             continue

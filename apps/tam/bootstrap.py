@@ -23,25 +23,27 @@ from apps.teep.wire.keys import TeepKey
 VERIFIER_RETRY_AFTER_SECONDS = 5
 
 
-def is_trusted(device: Device) -> bool:
-    """Registered by hand and not required to attest, or attested recently enough."""
+def is_trusted(snap) -> bool:
+    """Registered by hand and not required to attest, or attested recently enough. `snap`:
+    the device as the TAM read it with its row lock (apps/devices/snapshot.py)."""
+    device = snap.device
     if device.state == Device.State.UNTRUSTED:
         return False
-    if device.registration == Device.Registration.MANUAL and not attestation_required(device):
+    if device.registration == Device.Registration.MANUAL and not attestation_required(snap):
         return True
-    return attestation.is_attestation_fresh(device)
+    return attestation.is_fresh_appraisal(snap.appraisal_status, snap.appraisal_at)
 
 
-def attestation_required(device: Device) -> bool:
+def attestation_required(snap) -> bool:
     """Globally (TEEP_REQUIRE_ATTESTATION), or by a policy group the device belongs to."""
-    from apps.policies.models import DeviceGroup
-    from apps.policies.resolution import groups_of
+    from apps.policies import world as worlds
 
     if settings.TEEP_REQUIRE_ATTESTATION:
         return True
-    if not DeviceGroup.objects.filter(require_attestation=True).exists():  # the common case: 1 query
+    if not snap.any_group_requires_attestation:  # the common case: nothing more to read
         return False
-    return any(g.require_attestation for g in groups_of(device))
+    groups = worlds.for_epoch(snap.epoch).groups_for(snap.tag_ids, snap.device.attributes or {})
+    return any(g.require_attestation for g in groups)
 
 
 def signing_alg(signed, key) -> int:
@@ -148,8 +150,7 @@ def _appraise_and_continue(exchange, signed, device, message, continue_with) -> 
         tokens.bind(challenge, device)
     else:  # Passport model: no challenge was issued for this answer
         challenge = tokens.consumed_stand_in(
-            device=device, numbering=numbering.name, now=now,
-            data_item_requested=messages.ATTESTATION | outgoing.DEFAULT_DATA_ITEMS,
+            now=now, data_item_requested=messages.ATTESTATION | outgoing.DEFAULT_DATA_ITEMS,
         )
     return continue_with(exchange, device, message, alg, answered=challenge)
 

@@ -29,13 +29,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.devices import services as device_services
+from apps.devices import snapshot
 from apps.devices.models import Device
+from apps.policies import world as worlds
 from apps.tam import bootstrap, outgoing
 from apps.tam.exchange import Exchange, TamAnswer, TamRateLimited, TamUnavailable  # noqa: F401 (re-exported)
 from apps.tam.outgoing import DEFAULT_DATA_ITEMS  # noqa: F401 (re-exported)
 from apps.tam.ratelimit import check_rate
 from apps.teep import tokens
-from apps.teep.models import TeepToken
 from apps.teep.tam_keys import tam_keys
 from apps.teep.wire import ciphersuites, cose, messages
 from apps.teep.wire.component_ids import component_id_from_key
@@ -53,21 +54,22 @@ def process_connect(*, numbering: Numbering, source_ip: str | None = None) -> Ta
     """Answer an agent that starts a session with a QueryRequest (TEEP 7.1, 8.1).
 
     The TAM cannot know who sent an empty POST, so the QueryRequest is a COSE_Sign with one
-    signature per offered algorithm (TEEP 8.1), and its token is not yet bound to a device.
-    """
+    signature per offered algorithm (TEEP 8.1), and its token (minted, apps/teep/tokens.py)
+    names no device. Nothing is written but the audit row."""
     exchange = Exchange(numbering, source_ip, 0)
     _check_source_rate(source_ip)
-    with transaction.atomic():
-        body, token = outgoing.query_request(numbering, suites=ciphersuites.TAM_OFFERED_SUITES, now=timezone.now(),
-                                             source_ip=source_ip)
-        exchange.detail["token"] = tokens.reference(token)
-        return exchange.answer(body, "query-request", message_type="query-request")
+    body, token = outgoing.query_request(numbering, suites=ciphersuites.TAM_OFFERED_SUITES, now=timezone.now())
+    exchange.detail["token"] = tokens.reference(token)
+    return exchange.answer(body, "query-request", message_type="query-request")
 
 
 # --- ProcessTeepMessage ---------------------------------------------------------------------
 
 
 def process_teep_message(body: bytes, *, numbering: Numbering, source_ip: str | None = None) -> TamAnswer:
+    """One incoming message, in one transaction that holds the device's row lock from the
+    first read (apps/devices/snapshot.py) to the audit row. A key the TAM does not know or
+    does not trust (yet) goes to the attestation bootstrap, outside that transaction."""
     exchange = Exchange(numbering, source_ip, len(body))
     _check_source_rate(source_ip)
 
@@ -76,16 +78,38 @@ def process_teep_message(body: bytes, *, numbering: Numbering, source_ip: str | 
         signed = cose.parse(body)
     except CoseError as exc:
         return exchange.drop(f"not a COSE_Sign1/COSE_Sign message: {exc}")
-    signature = signed.signatures[0]
-    device = _find_device(signed, numbering)
-    exchange.device_kid = device.kid if device else (signature.kid.hex() if signature.kid else "")
-    if exchange.device_kid:
-        _check_device_rate(exchange.device_kid)
-    if device is not None and device.state == Device.State.RETIRED:
-        return exchange.drop("device is retired")
-    if device is None or not bootstrap.is_trusted(device):
-        return bootstrap.bootstrap(exchange, signed, device, continue_with=_handle_query_response)
+    with transaction.atomic():
+        snap = _lock_device(signed, numbering)
+        signature = signed.signatures[0]
+        exchange.device_kid = snap.device.kid if snap else (signature.kid.hex() if signature.kid else "")
+        if exchange.device_kid:
+            _check_device_rate(exchange.device_kid)
+        if snap is not None and snap.device.state == Device.State.RETIRED:
+            return exchange.drop("device is retired")
+        if snap is not None and bootstrap.is_trusted(snap):
+            return _trusted_message(exchange, signed, snap)
+    device = snap.device if snap is not None else None
+    return bootstrap.bootstrap(exchange, signed, device, continue_with=_continue_after_attestation)
 
+
+def _lock_device(signed, numbering: Numbering):
+    """The snapshot of the device whose key signed this, its row locked: by kid; for agents
+    that send no kid (DESIGN.md: older drafts), the device an Update token in the
+    still-unverified payload names (the signature is checked with that device's key next)."""
+    for signature in signed.signatures:
+        if signature.kid:
+            snap = snapshot.lock_by_kid(signature.kid.hex())
+            if snap is not None:
+                return snap
+    if any(s.kid for s in signed.signatures):
+        return None
+    token = messages.peek_token(signed.payload or b"", numbering)
+    device_id = tokens.peek_device_id(token) if token is not None else None
+    return snapshot.lock_by_id(device_id) if device_id is not None else None
+
+
+def _trusted_message(exchange, signed, snap) -> TamAnswer:
+    device = snap.device
     # 4.1.2 step 4: the signature, with the key registered for this agent.
     agent_key = device_services.device_public_key(device)
     try:
@@ -96,7 +120,7 @@ def process_teep_message(body: bytes, *, numbering: Numbering, source_ip: str | 
 
     # 4.1.2 step 5: the TEEP message itself.
     try:
-        message = messages.decode(payload, numbering)
+        message = messages.decode(payload, exchange.numbering)
     except TeepDecodeError as exc:
         return exchange.drop(f"invalid TEEP message: {exc}")
     exchange.type_in = messages.message_type_name(message)
@@ -104,92 +128,101 @@ def process_teep_message(body: bytes, *, numbering: Numbering, source_ip: str | 
         exchange.detail["ignored_labels"] = list(message.ignored_labels)
 
     if isinstance(message, messages.QueryResponse):
-        return _handle_query_response(exchange, device, message, signing_alg)
+        return _handle_query_response(exchange, snap, message, signing_alg)
     if isinstance(message, messages.Success):
-        return _handle_success(exchange, device, message)
+        return _handle_success(exchange, snap, message)
     if isinstance(message, messages.Error):
-        return _handle_error(exchange, device, message)
+        return _handle_error(exchange, snap, message)
     return exchange.drop(f"a TEEP Agent does not send {exchange.type_in} messages")
 
 
-def _find_device(signed, numbering: Numbering) -> Device | None:
-    """The device whose key signed this: by kid; for agents that send no kid (DESIGN.md:
-    older drafts), by the device a token in the still-unverified payload was issued to."""
-    for signature in signed.signatures:
-        if signature.kid:
-            device = Device.objects.filter(kid=signature.kid.hex()).first()
-            if device is not None:
-                return device
-    if any(s.kid for s in signed.signatures):
-        return None
-    token = messages.peek_token(signed.payload or b"", numbering)
-    if token is None:
-        return None
-    row = TeepToken.objects.filter(value=token).select_related("device").first()
-    return row.device if row is not None else None
+def _continue_after_attestation(exchange, device, message, signing_alg, *, answered) -> TamAnswer:
+    """The bootstrap trusted the key: its QueryResponse goes on to policy."""
+    with transaction.atomic():
+        snap = snapshot.lock_by_id(device.pk)
+        return _handle_query_response(exchange, snap, message, signing_alg, answered=answered)
 
 
 # --- QueryResponse (TEEP 7.1.1) ---------------------------------------------------------------
 
 
-def _handle_query_response(exchange, device, message, signing_alg, *, answered=None) -> TamAnswer:
-    """`answered`: the (already consumed) challenge row when this QueryResponse answered an
+def _handle_query_response(exchange, snap, message, signing_alg, *, answered=None) -> TamAnswer:
+    """`answered`: the (already consumed) challenge when this QueryResponse answered an
     attestation QueryRequest, which carries no token (TEEP 4.2)."""
     now = timezone.now()
     numbering = exchange.numbering
+    device = snap.device
     if message.token is None and answered is None:
         return exchange.drop("QueryResponse without a token to a QueryRequest that had one")
     if message.token is not None:
         exchange.detail["token"] = tokens.reference(message.token)
     reports, report_problem = _parse_reports(message.suit_reports, message.token, device)
-    with transaction.atomic():
-        device = device_services.lock_device(device.pk)
-        token = answered or tokens.claim(message.token, device=device, kinds=(tokens.Kind.QUERY_REQUEST,), now=now)
-        if token is None:
-            return exchange.drop("unknown, expired or already used token")
-        problems = _missing_items(token.data_item_requested, message)
-        if report_problem:
-            problems.append(report_problem)
-        if problems:
-            # 7.1.1: drop what it said, and answer an Update carrying err-code and err-msg.
-            body, _ = outgoing.update(device, numbering, signing_alg, now=now,
-                                      err_code=numbering.err_code("ERR_PERMANENT_ERROR"),
-                                      err_msg="; ".join(problems))
-            exchange.detail["problems"] = problems
-            return exchange.answer(body, "update", "; ".join(problems), message_type="update")
+    token = answered or tokens.claim(message.token, device=device, kinds=(tokens.Kind.QUERY_REQUEST,), now=now,
+                                     numbering=numbering.name)
+    if token is None:
+        return exchange.drop("unknown, expired or already used token")
+    problems = _missing_items(token.data_item_requested, message)
+    if report_problem:
+        problems.append(report_problem)
+    if problems:
+        # 7.1.1: drop what it said, and answer an Update carrying err-code and err-msg.
+        body, _ = outgoing.update(device, numbering, signing_alg, now=now,
+                                  err_code=numbering.err_code("ERR_PERMANENT_ERROR"),
+                                  err_msg="; ".join(problems))
+        exchange.detail["problems"] = problems
+        return exchange.answer(body, "update", "; ".join(problems), message_type="update")
 
-        if device_services.is_stale_report(device, token.issued_at):
-            return exchange.drop("stale QueryResponse: it answers a QueryRequest older than the TAM's newest "
-                                 "news of this device (delayed on the way); token consumed, nothing recorded")
-        device_services.record_reported_state(
-            device,
-            tc_list=message.tc_list,
-            requested_tc_list=message.requested_tc_list,
-            unneeded_manifest_list=message.unneeded_manifest_list,
-            ext_list=message.ext_list,
-            selected_version=message.selected_version,
-            signing_alg=signing_alg,
-            numbering=numbering.name,
-            as_of=token.issued_at,
-            now=now,
-        )
-        # Level-triggered: what the device now reports settles every earlier Update.
-        succeeded, lost = device_services.reconcile_deliveries(device, issued_before=token.issued_at, now=now)
-        if succeeded or lost:
-            exchange.detail["reconciled"] = {"succeeded": [_item_ref(i) for i in succeeded],
-                                             "lost": [_item_ref(i) for i in lost]}
-        device_services.store_suit_reports(device, "query-response", reports)
-        plan = device_services.compute_due(device, now=now)
-        if not plan:
-            return exchange.answer(None, "nothing-due")
-        body, update_token = outgoing.update(
-            device, numbering, signing_alg, now=now,
-            manifest_list=plan.manifest_list,
-            unneeded_manifest_list=[component_id_from_key(manifest_key) for _, manifest_key, _, _ in plan.removals],
-        )
-        items = device_services.record_deliveries(device, update_token, plan)
-        exchange.detail["deliveries"] = [_item_ref(i) for i in items]
-        return exchange.answer(body, "update", message_type="update")
+    if device_services.is_stale_report(device, token.issued_at):
+        return exchange.drop("stale QueryResponse: it answers a QueryRequest older than the TAM's newest "
+                             "news of this device (delayed on the way); token consumed, nothing recorded")
+    reported = {
+        "tc_list": message.tc_list,
+        "requested_tc_list": message.requested_tc_list,
+        "unneeded_manifest_list": message.unneeded_manifest_list,
+        "ext_list": message.ext_list,
+        "selected_version": message.selected_version,
+        "signing_alg": signing_alg,
+        "numbering": numbering.name,
+    }
+    digest = device_services.reported_digest(**reported, reports=reports)
+    if _nothing_changed(snap, digest):
+        # The fast path: the device says what it said when nothing was due, and nothing that
+        # decides what is due changed since (policy epoch), nothing is in flight.
+        device.state_as_of = token.issued_at
+        device_services.save_contact(snap, now)
+        exchange.detail["fast_path"] = True
+        return exchange.answer(None, "nothing-due")
+
+    world = worlds.for_epoch(snap.epoch)
+    device_services.record_reported_state(snap, world, **reported, as_of=token.issued_at)
+    # Level-triggered: what the device now reports settles every earlier Update.
+    succeeded, lost = device_services.reconcile_deliveries(snap, world, issued_before=token.issued_at, now=now)
+    if succeeded or lost:
+        exchange.detail["reconciled"] = {"succeeded": [_item_ref(i) for i in succeeded],
+                                         "lost": [_item_ref(i) for i in lost]}
+    device_services.store_suit_reports(device, "query-response", reports)
+    plan = device_services.compute_due(snap, world, now=now)
+    settled = plan.settled and digest and snap.epoch is not None
+    device.reconciled_digest, device.reconciled_epoch = (digest, snap.epoch) if settled else ("", None)
+    if not plan:
+        device_services.save_contact(snap, now)
+        return exchange.answer(None, "nothing-due")
+    body, update_token = outgoing.update(
+        device, numbering, signing_alg, now=now,
+        manifest_list=plan.manifest_list,
+        unneeded_manifest_list=[component_id_from_key(manifest_key) for _, manifest_key, _, _ in plan.removals],
+    )
+    items = device_services.record_deliveries(device, update_token, plan, expires_at=now + tokens.lifetime())
+    device_services.save_contact(snap, now)
+    exchange.detail["deliveries"] = [_item_ref(i) for i in items]
+    return exchange.answer(body, "update", message_type="update")
+
+
+def _nothing_changed(snap, digest: str) -> bool:
+    device = snap.device
+    return bool(digest) and snap.epoch is not None and device.reconciled_epoch == snap.epoch \
+        and device.reconciled_digest == digest \
+        and not snap.unsettled and not snap.open_actions and not snap.personalization_pending
 
 
 def _item_ref(item) -> dict:
@@ -228,29 +261,32 @@ def _parse_reports(raw_reports, token: bytes | None, device) -> tuple[list, str]
 # --- Success and Error (TEEP 7.1.2) -----------------------------------------------------------
 
 
-def _handle_success(exchange, device, message) -> TamAnswer:
+def _handle_success(exchange, snap, message) -> TamAnswer:
     now = timezone.now()
+    device = snap.device
     if message.token is None:
         return exchange.drop("Success without a token: the TAM always sends one in an Update")
     exchange.detail["token"] = tokens.reference(message.token)
     reports, problem = _parse_reports(message.suit_reports, message.token, device)
-    with transaction.atomic():
-        device = device_services.lock_device(device.pk)
-        # The first validly signed answer consumes the token, even one dropped just below.
-        token = tokens.claim(message.token, device=device, kinds=(tokens.Kind.UPDATE,), now=now)
-        if token is None:
-            return exchange.drop("unknown, expired or already used token")
-        if problem:
-            return exchange.drop(f"{problem}; token consumed, the device's next report settles the Update")
-        items = device_services.settle_success(device, token, now=now)
-        device_services.store_suit_reports(device, "success", reports)
-        exchange.detail["settled"] = [_item_ref(i) for i in items]
-        return exchange.answer(None, "nothing-due", message.msg or "")
+    # The first validly signed answer consumes the token, even one dropped just below.
+    token = tokens.claim(message.token, device=device, kinds=(tokens.Kind.UPDATE,), now=now,
+                         numbering=exchange.numbering.name)
+    if token is None:
+        return exchange.drop("unknown, expired or already used token")
+    if problem:
+        return exchange.drop(f"{problem}; token consumed, the device's next report settles the Update")
+    items = device_services.settle_success(snap, worlds.for_epoch(snap.epoch), token.value, now=now)
+    device_services.store_suit_reports(device, "success", reports)
+    device.reconciled_digest, device.reconciled_epoch = "", None
+    device_services.save_contact(snap, now)
+    exchange.detail["settled"] = [_item_ref(i) for i in items]
+    return exchange.answer(None, "nothing-due", message.msg or "")
 
 
-def _handle_error(exchange, device, message) -> TamAnswer:
+def _handle_error(exchange, snap, message) -> TamAnswer:
     now = timezone.now()
     numbering = exchange.numbering
+    device = snap.device
     name = numbering.err_code_names.get(message.err_code, f"unknown error {message.err_code}")
     exchange.detail.update(err_code=message.err_code, err_name=name, err_msg=message.err_msg or "")
     if message.token is None:
@@ -259,44 +295,45 @@ def _handle_error(exchange, device, message) -> TamAnswer:
         return exchange.drop(f"Error ({name}) without a token: it answers no request of the TAM; nothing changed")
     exchange.detail["token"] = tokens.reference(message.token)
     reports, problem = _parse_reports(message.suit_reports, message.token, device)
-    with transaction.atomic():
-        device = device_services.lock_device(device.pk)
-        token = tokens.claim(message.token, device=device, kinds=(tokens.Kind.UPDATE, tokens.Kind.QUERY_REQUEST),
-                             now=now)
-        if token is None:
-            return exchange.drop("unknown, expired or already used token")
-        if problem:
-            return exchange.drop(f"{problem}; token consumed, the device's next report settles the Update")
-        device_services.record_agent_error(
-            device,
-            code=message.err_code,
-            name=name,
-            message=message.err_msg,
-            cipher_suites=message.supported_teep_cipher_suites,
-            versions=message.versions,
+    token = tokens.claim(message.token, device=device, kinds=(tokens.Kind.UPDATE, tokens.Kind.QUERY_REQUEST),
+                         now=now, numbering=numbering.name)
+    if token is None:
+        return exchange.drop("unknown, expired or already used token")
+    if problem:
+        return exchange.drop(f"{problem}; token consumed, the device's next report settles the Update")
+    device_services.record_agent_error(
+        device,
+        code=message.err_code,
+        name=name,
+        message=message.err_msg,
+        cipher_suites=message.supported_teep_cipher_suites,
+        versions=message.versions,
+        now=now,
+    )
+    if token.kind == tokens.Kind.UPDATE:
+        failed = {
+            result.report.manifest_digest.value.hex(): f"{name}: {device_services.summarize_report(result)}"
+            for _, result in reports
+            if not result.report.success
+        }
+        device_services.settle_failure(
+            snap,
+            worlds.for_epoch(snap.epoch),
+            token.value,
+            reason=f"{name}: {message.err_msg or 'no message'}",
+            retryable=name == "ERR_TEMPORARY_ERROR",
+            failed_digests=failed,
             now=now,
         )
-        if token.kind == tokens.Kind.UPDATE:
-            failed = {
-                result.report.manifest_digest.value.hex(): f"{name}: {device_services.summarize_report(result)}"
-                for _, result in reports
-                if not result.report.success
-            }
-            device_services.settle_failure(
-                device,
-                token,
-                reason=f"{name}: {message.err_msg or 'no message'}",
-                retryable=name == "ERR_TEMPORARY_ERROR",
-                failed_digests=failed,
-                now=now,
-            )
-        device_services.store_suit_reports(device, "error", reports)
-        # 4.6: every reaction is bookkeeping or a retry; nothing destructive happens by itself.
-        retry = _retry_after_error(name, message, numbering, now)
-        if retry is not None:
-            body, why = retry
-            return exchange.answer(body, "query-request", why, message_type="query-request")
-        return exchange.answer(None, "nothing-due", f"agent reported {name}")
+    device_services.store_suit_reports(device, "error", reports)
+    device.reconciled_digest, device.reconciled_epoch = "", None
+    device_services.save_contact(snap, now)
+    # 4.6: every reaction is bookkeeping or a retry; nothing destructive happens by itself.
+    retry = _retry_after_error(name, message, numbering, now)
+    if retry is not None:
+        body, why = retry
+        return exchange.answer(body, "query-request", why, message_type="query-request")
+    return exchange.answer(None, "nothing-due", f"agent reported {name}")
 
 
 def _retry_after_error(name: str, message, numbering: Numbering, now):

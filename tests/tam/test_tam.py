@@ -1,6 +1,7 @@
 """The TAM state machine (apps/teep/tam.py), without HTTP: TEEP 7.1 read as a specification."""
 
 import hashlib
+from unittest import mock
 from datetime import timedelta
 
 import cbor2
@@ -11,6 +12,7 @@ from apps.audit.models import AuditEvent
 from apps.components.models import ComponentVersion
 from apps.devices.models import DeliveryItem, Device, InstalledComponent
 from apps.tam import engine
+from apps.teep import tokens
 from apps.teep.models import TeepToken
 from apps.teep.tam_keys import tam_keys
 from apps.teep.wire import cose, messages
@@ -65,11 +67,30 @@ def test_first_query_request_is_cose_sign_verifiable_with_either_tam_key(db):
         payload = cose.verify(answer.body, keys.signing_key_for(alg).public())
         request = messages.decode(payload)
     assert request.data_item_requested == messages.TRUSTED_COMPONENTS | messages.SUIT_REPORTS
-    assert len(request.token) == 32 and request.challenge is None
+    assert len(request.token) == 40 and request.challenge is None
     assert set(request.supported_teep_cipher_suites) == {((18, -9),), ((18, -19),)}
-    token = TeepToken.objects.get(value=request.token)
-    assert token.device is None and token.consumed_at is None
+    # Minted (apps/teep/tokens.py): nothing stored for an empty POST; the token names no device.
+    assert not TeepToken.objects.exists()
+    token = tokens.open_token(request.token)
+    assert token.kind == "query-request" and token.device_id is None
     assert token.expires_at > timezone.now() + timedelta(hours=1)
+
+
+def test_a_token_the_tam_did_not_mint_is_refused(make_agent, trusted_app):
+    agent = make_agent()
+    request = connect(agent)
+    forged = bytearray(request.token)
+    forged[0] ^= 1  # the random part changes: the MAC no longer matches
+    answer = send(agent, messages.QueryResponse(token=bytes(forged), tc_list=()))
+    assert answer.dropped and "unknown" in answer.reason
+    assert send(agent, messages.QueryResponse(token=request.token, tc_list=())).outcome == "nothing-due"
+
+
+def test_a_token_minted_under_another_secret_key_is_refused(make_agent, trusted_app, settings):
+    agent = make_agent()
+    request = connect(agent)
+    settings.SECRET_KEY = "another-" + settings.SECRET_KEY
+    assert send(agent, messages.QueryResponse(token=request.token, tc_list=())).dropped
 
 
 def test_every_query_request_has_a_fresh_token(db):
@@ -173,11 +194,14 @@ def test_replayed_token_is_dropped(make_agent, trusted_app):
     assert AuditEvent.objects.filter(outcome="dropped", reason__contains="already used").exists()
 
 
-def test_expired_token_is_dropped(make_agent, trusted_app):
+def test_expired_token_is_dropped(make_agent, trusted_app, settings):
     agent = make_agent()
     request = connect(agent)
-    TeepToken.objects.filter(value=request.token).update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert send(agent, messages.QueryResponse(token=request.token, tc_list=())).dropped
+    later = timezone.now() + timedelta(seconds=settings.TEEP_TOKEN_LIFETIME_SECONDS + 1)
+    with mock.patch("apps.tam.engine.timezone.now", return_value=later):
+        answer = send(agent, messages.QueryResponse(token=request.token, tc_list=()))
+    assert answer.dropped and "expired" in answer.reason
+    assert not TeepToken.objects.exists()  # refused without a row
 
 
 def test_unknown_agent_key_gets_a_challenge_and_nothing_is_recorded(make_agent):
@@ -193,7 +217,7 @@ def test_unknown_agent_key_gets_a_challenge_and_nothing_is_recorded(make_agent):
     assert challenge_request.data_item_requested & messages.ATTESTATION
     assert cose.parse(answer.body).structure == "COSE_Sign1"
     # The unauthenticated answer consumed nothing and created nothing.
-    assert TeepToken.objects.get(value=request.token).consumed_at is None
+    assert not TeepToken.objects.filter(value=request.token).exists()
     assert not Device.objects.filter(kid=agent.key.kid.hex()).exists()
 
 
@@ -282,7 +306,7 @@ def test_failure_half_way_changes_nothing(make_agent, trusted_app, monkeypatch):
     with pytest.raises(RuntimeError):
         send(agent, messages.QueryResponse(token=request.token, tc_list=(claims_for(trusted_app),)))
     assert not InstalledComponent.objects.filter(device=agent.device).exists()
-    assert TeepToken.objects.get(value=request.token).consumed_at is None
+    assert not TeepToken.objects.filter(value=request.token).exists()  # not consumed
     assert Device.objects.get(pk=agent.device.pk).last_contact_at is None
 
 
@@ -365,14 +389,18 @@ def test_unsupported_cipher_suites_error_is_recorded(make_agent):
     assert device.agent_cipher_suites == [[[18, -35]]]
 
 
-def test_outstanding_update_tokens_are_capped_per_device(make_agent, trusted_app, settings):
-    settings.TEEP_MAX_OUTSTANDING_TOKENS_PER_DEVICE = 2
-    agent = make_agent()
-    for _ in range(4):
-        request = connect(agent)
-        send(agent, messages.QueryResponse(token=request.token))  # missing tc-list: Update with err
-    now = timezone.now()
-    assert TeepToken.objects.filter(device=agent.device, kind="update").outstanding(now).count() == 2
+def test_an_update_token_names_its_device_and_no_other_device_may_use_it(make_agent, trusted_app):
+    agent, other = make_agent(), make_agent(name="other")
+    request = connect(agent)
+    answer = send(agent, messages.QueryResponse(
+        token=request.token, tc_list=(),
+        requested_tc_list=(messages.RequestedTcInfo(component_id=tuple(TA_COMPONENT_ID)),),
+    ))
+    update = agent.read(answer.body)
+    assert tokens.open_token(update.token).device_id == agent.device.pk
+    stolen = send(other, messages.Success(token=update.token))
+    assert stolen.dropped and "unknown, expired or already used" in stolen.reason
+    assert send(agent, messages.Success(token=update.token)).outcome == "nothing-due"
 
 
 def test_every_exchange_is_audited_with_sizes_and_duration(make_agent, trusted_app):
@@ -400,7 +428,9 @@ def test_unsupported_cipher_suites_retries_with_a_legacy_suite_the_agent_lists(m
     assert retry.structure == "COSE_Sign1" and retry.signatures[0].alg == -7
     offered = agent.read(answer.body)
     assert offered.supported_teep_cipher_suites == (((18, -7),),)
-    assert TeepToken.objects.filter(value=offered.token, consumed_at__isnull=True).exists()
+    assert tokens.open_token(offered.token).kind == "query-request"
+    # ... and the agent's answer to the retry is accepted.
+    assert send(agent, messages.QueryResponse(token=offered.token, tc_list=())).outcome == "nothing-due"
 
 
 def test_attestation_required_is_answered_only_when_the_tam_has_a_payload(make_agent, settings, tmp_path):
