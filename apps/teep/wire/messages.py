@@ -15,7 +15,8 @@ Decoding checks every field against the CDDL (type, size, non-empty `[+ ...]` ar
 Section 4 rules the CDDL cannot express, and raises TeepDecodeError(field, problem) for anything
 else, with the field named in the draft's words ("options.token",
 "options.requested-tc-list[0].component-id", "err-code"). Encoding writes the options in the order
-of the draft's CDDL, which reproduces the Appendix D examples byte for byte, and refuses (with
+of the draft's CDDL, which reproduces the Appendix D examples byte for byte; with
+ENCODE_SELF_CHECK on (the test suite, DEBUG) it also decodes its own output and refuses (with
 TeepEncodeError) any message that decode() would refuse.
 
 Choices made where the draft leaves room (keep docs/ in step):
@@ -756,10 +757,19 @@ def decode(data: bytes, numbering: Numbering = CURRENT) -> TeepMessage:
     return message
 
 
+# encode() decodes its own output and raises TeepEncodeError if decode() refuses it: one set of
+# rules for both directions, never send what we would not accept. It catches encoder bugs, not
+# hostile input (what is encoded is ours), and doubles encode()'s cost on the policy check's
+# path (issue 11), so the Django app keeps it on only for the test suite and DEBUG
+# (apps/teep/apps.py); code using this package on its own gets it on.
+ENCODE_SELF_CHECK = True
+
+
 def encode(message: TeepMessage, numbering: Numbering = CURRENT) -> bytes:
     """The CBOR payload for `message`, options in CDDL order.
 
-    Raises TeepEncodeError if decode() would refuse the result.
+    Raises TeepEncodeError for a SUIT_Envelope_Tagged in manifest-list, a value CBOR cannot
+    encode, and (with ENCODE_SELF_CHECK) anything decode() would refuse in the result.
     """
     spec = _SPEC_BY_CLASS.get(type(message))
     if spec is None:
@@ -784,16 +794,17 @@ def encode(message: TeepMessage, numbering: Numbering = CURRENT) -> bytes:
         data = cbor2.dumps(item)
     except Exception as e:  # noqa: BLE001 - a value cbor2 cannot encode
         raise TeepEncodeError("message", f"cannot be encoded as CBOR: {e}") from None
-    # One set of rules for both directions: never send what we would not accept.
-    try:
-        decode(data, numbering)
-    except TeepDecodeError as e:
-        raise TeepEncodeError(e.field, e.problem) from None
+    if ENCODE_SELF_CHECK:
+        try:
+            decode(data, numbering)
+        except TeepDecodeError as e:
+            raise TeepEncodeError(e.field, e.problem) from None
     return data
 
 
 __all__ = [
     "ATTESTATION",
+    "ENCODE_SELF_CHECK",
     "EXTENSIONS",
     "FRESHNESS_NONCE",
     "FRESHNESS_TIMESTAMP",
