@@ -855,3 +855,20 @@ def test_crit_with_an_unhashable_label_is_a_cose_error():
     message = cbor2.dumps([cbor2.dumps({2: [[]]}), {}, b"", b""])
     with pytest.raises(CoseError, match="crit"):
         parse(message)
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    st.sampled_from([0, 1, 23, 24, 255, 256, 65535, 65536]).flatmap(
+        lambda size: st.binary(min_size=size, max_size=size + 2)
+    ),
+    st.binary(max_size=30),
+    st.binary(max_size=30),
+)
+def test_sig_structures_are_the_cbor_of_rfc_9052(payload, protected, external_aad):
+    assert cose.sig_structure1(protected, external_aad, payload) == cbor2.dumps(
+        ["Signature1", protected, external_aad, payload]
+    )
+    assert cose.sig_structure(b"", protected, external_aad, payload) == cbor2.dumps(
+        ["Signature", b"", protected, external_aad, payload]
+    )

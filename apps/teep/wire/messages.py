@@ -53,6 +53,7 @@ Choices made where the draft leaves room (keep docs/ in step):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -95,21 +96,36 @@ class TeepEncodeError(WireError):
 # --- message objects -------------------------------------------------------------------------
 
 
+# Values _freeze() leaves as they are; checked by exact type, the cheap test on a path every
+# message takes twice per policy check (built, then decoded on the other side).
+_ATOMS = frozenset({bytes, int, str, bool, float, type(None)})
+
+
 def _freeze(value: Any) -> Any:
     """Arrays become tuples (also inside maps): messages compare equal however they were built."""
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(item) for item in value)
-    if type(value) is dict:
-        return {key: _freeze(item) for key, item in value.items()}
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is tuple or kind is list or isinstance(value, (list, tuple)):
+        return tuple([item if type(item) in _ATOMS else _freeze(item) for item in value])
+    if kind is dict:
+        return {
+            key: item if type(item) in _ATOMS else _freeze(item) for key, item in value.items()
+        }
     return value
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 
 class _Frozen:
     def __post_init__(self):
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name in _field_names(type(self)):
+            value = getattr(self, name)
             if isinstance(value, (list, tuple)):
-                object.__setattr__(self, f.name, _freeze(value))
+                object.__setattr__(self, name, _freeze(value))
 
 
 def _ignored_labels():
@@ -312,12 +328,15 @@ def _scan(data: bytes, where: str, *, allow_tags: bool, map_sizes: list[int] | N
 
 
 def _map_sizes(value: Any, out: list[int]) -> list[int]:
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind in _ATOMS:
+        pass
+    elif kind is dict or isinstance(value, Mapping):  # a map used as a key is a FrozenDict
         out.append(len(value))
         for key, item in value.items():
             _map_sizes(key, out)
             _map_sizes(item, out)
-    elif isinstance(value, (list, tuple)):
+    elif kind is list or isinstance(value, (list, tuple)):
         for item in value:
             _map_sizes(item, out)
     return out
