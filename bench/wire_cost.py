@@ -2,8 +2,11 @@
 within 1.5x).
 
     .venv/bin/python bench/wire_cost.py [--iterations 2000]
+        [--json after.json] [--baseline before.json] [--label NAME]
 
 (bench/policy_check_server.py runs it too, with the server's keys.) No database, no HTTP.
+`--json` saves the figures, `--baseline` prints them next to a saved run's (before/after).
+The encoder's self-check (messages.ENCODE_SELF_CHECK) is off while measuring, as in production.
 
 One check, as the engine does it today:
   send     outgoing.query_request(): build the QueryRequest, encode it, sign it as a COSE_Sign
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import statistics
 import sys
@@ -253,9 +257,36 @@ def _measure_agent(kind: str, send, raw_sign, decrypt_key, iterations: int, warm
     }
 
 
+TARGET_RATIO = 1.5  # issue 11: one check's wire work within 1.5x of raw `cryptography`
+
+
+@contextlib.contextmanager
+def _production_encoder():
+    """messages.encode() as production runs it: without decoding its own output (DEBUG and the
+    test suite turn that on, apps/teep/apps.py). Yields how encode() ran."""
+    from apps.teep.wire import messages
+
+    if not hasattr(messages, "ENCODE_SELF_CHECK"):
+        yield "always self-checked (no ENCODE_SELF_CHECK in this checkout)"
+        return
+    previous = messages.ENCODE_SELF_CHECK
+    messages.ENCODE_SELF_CHECK = False
+    try:
+        yield "self-check off (ENCODE_SELF_CHECK = False, as in production)"
+    finally:
+        messages.ENCODE_SELF_CHECK = previous
+
+
 def measure_wire(iterations: int = 2000) -> dict:
     """Per-operation medians (µs) for a P-256 and an Ed25519 agent. Django must be set up (the
     settings name the TAM keys); the database is never touched (a statement raises)."""
+    with _production_encoder() as encoder:
+        wire = _measure_wire(iterations)
+    wire["encoder"] = encoder
+    return wire
+
+
+def _measure_wire(iterations: int) -> dict:
     from apps.teep.tam_keys import tam_keys
     from apps.teep.wire import cose, messages
     from apps.teep.wire.numbering import CURRENT
@@ -297,8 +328,14 @@ def measure_wire(iterations: int = 2000) -> dict:
     }
 
 
+def _verdict(ratio: float) -> str:
+    return "met" if ratio <= TARGET_RATIO else "NOT met"
+
+
 def print_wire(wire: dict) -> None:
     print(f"TAM-side wire work of one check (medians of {wire['iterations']} iterations, µs):")
+    if wire.get("encoder"):
+        print(f"  messages.encode: {wire['encoder']}")
     print(
         f"  send: QueryRequest via {wire['send_path']}, COSE_Sign with "
         f"{wire['query_request_signatures']} signatures: {wire['send_us']:.0f}"
@@ -320,11 +357,59 @@ def print_wire(wire: dict) -> None:
             f"({agent['check_without_reports_us']:.0f} = {agent['ratio_without_reports']:.2f}x "
             f"without the SUIT report)"
         )
+    print(f"Against issue 11's target (one check within {TARGET_RATIO}x of raw cryptography):")
+    for agent in wire["agents"].values():
+        print(
+            f"  {agent['kind']:<8} agent: {agent['ratio']:.2f}x ({_verdict(agent['ratio'])}); "
+            f"without the SUIT report {agent['ratio_without_reports']:.2f}x "
+            f"({_verdict(agent['ratio_without_reports'])})"
+        )
+
+
+def print_comparison(before: dict, after: dict) -> None:
+    """The same figures of two runs side by side (e.g. the commit before a change and after)."""
+    print(f"Before / after (µs, medians; before: {before.get('label', 'baseline')}):")
+    rows = [("send (QueryRequest built, encoded, signed)", before["send_us"], after["send_us"])]
+    rows += [
+        (f"  {name}", value, after["send_parts"][name])
+        for name, value in before["send_parts"].items()
+        if name in after["send_parts"]
+    ]
+    for kind, agent in before["agents"].items():
+        other = after["agents"].get(kind)
+        if other is None:
+            continue
+        rows.append((f"receive from a {kind} agent", agent["receive_us"], other["receive_us"]))
+        rows += [
+            (f"  {name}", value, other["receive_parts"][name])
+            for name, value in agent["receive_parts"].items()
+            if name in other["receive_parts"]
+        ]
+        rows.append((f"one check, {kind} agent", agent["check_us"], other["check_us"]))
+        rows.append(("  raw cryptography", agent["raw_check_us"], other["raw_check_us"]))
+    for name, old, new in rows:
+        print(f"  {name:<62} {old:>8.1f} -> {new:>8.1f}  ({new / old:.2f}x)")
+    print(f"Ratio to raw cryptography (target <= {TARGET_RATIO}x):")
+    for kind, agent in before["agents"].items():
+        other = after["agents"].get(kind)
+        if other is None:
+            continue
+        print(
+            f"  {kind:<8} agent: {agent['ratio']:.2f}x -> {other['ratio']:.2f}x "
+            f"({_verdict(other['ratio'])}); without the SUIT report "
+            f"{agent['ratio_without_reports']:.2f}x -> {other['ratio_without_reports']:.2f}x "
+            f"({_verdict(other['ratio_without_reports'])})"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--json", metavar="PATH", help="save the figures here")
+    parser.add_argument(
+        "--baseline", metavar="PATH", help="a --json file of an earlier run, to compare with"
+    )
+    parser.add_argument("--label", help="what this run measures, kept in --json (e.g. a commit)")
     args = parser.parse_args()
     # The settings need keys, not a database: development keys in a temporary folder.
     scratch = tempfile.mkdtemp(prefix="tam-wire-cost-")
@@ -341,7 +426,27 @@ def main() -> None:
     import django
 
     django.setup()
-    print_wire(measure_wire(args.iterations))
+    wire = measure_wire(args.iterations)
+    wire["label"] = args.label or _git_commit()
+    print_wire(wire)
+    if args.json:
+        Path(args.json).write_text(json.dumps(wire, indent=2))
+    if args.baseline:
+        print()
+        print_comparison(json.loads(Path(args.baseline).read_text()), wire)
+
+
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        found = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return str(ROOT)
+    return found.stdout.strip()
 
 
 if __name__ == "__main__":

@@ -12,10 +12,14 @@ from hypothesis import strategies as st
 from pycose.algorithms import CoseAlgorithm
 from pycose.algorithms import EdDSA as PycoseEdDSA
 from pycose.algorithms import Es256 as PycoseEs256
+from pycose.headers import KID, Algorithm
 from pycose.keys.curves import P256
 from pycose.keys.curves import Ed25519 as CoseCurveEd25519
 from pycose.keys.ec2 import EC2Key
 from pycose.keys.okp import OKPKey
+from pycose.messages.sign1message import Sign1Message
+from pycose.messages.signer import CoseSignature
+from pycose.messages.signmessage import SignMessage
 
 from apps.teep.wire import algorithms, cose
 from apps.teep.wire.cose import CoseMessage, CoseSignatureInfo, parse, sign, sign1, verify
@@ -559,6 +563,208 @@ def test_we_verify_pycose_original_es256_signature(p256):
     assert verify(message, p256) == PAYLOAD
 
 
+# --- pycose, with its own math, as the independent implementation ------------------------------
+
+
+class _PycoseEsp256(PycoseEs256):
+    """pycose's own ECDSA P-256 (pure-Python `ecdsa`) under the fully specified id -9."""
+
+    identifier = -9
+    fullname = "ESP256"
+
+
+class _PycoseEd25519(PycoseEdDSA):
+    """pycose's own EdDSA under the fully specified id -19."""
+
+    identifier = -19
+    fullname = "ED25519"
+
+
+_PYCOSE_OWN = {-7: PycoseEs256, -9: _PycoseEsp256, -8: PycoseEdDSA, -19: _PycoseEd25519}
+
+
+@pytest.fixture
+def pycose_own_math():
+    """pycose's registry with pycose's own algorithm classes under all four ids, so that on
+    pycose's side nothing of ours runs (structure, Sig_structure and math are all pycose's);
+    our classes are put back afterwards."""
+    registry = CoseAlgorithm.get_registered_classes()
+    saved = dict(registry)
+    for cls in _PYCOSE_OWN.values():
+        CoseAlgorithm.register_attribute()(cls)
+    assert all(CoseAlgorithm.from_id(alg) is cls for alg, cls in _PYCOSE_OWN.items())
+    yield
+    registry.clear()
+    registry.update(saved)
+    algorithms.ensure_registered()
+
+
+def _pycose_key(key: TeepKey, *, private: bool):
+    cose_key = key.to_cose_key(private=private)
+    d = cose_key.get(-4, b"")
+    if key.kind == "p256":
+        return EC2Key(crv=P256, x=cose_key[-2], y=cose_key[-3], d=d)
+    return OKPKey(crv=CoseCurveEd25519, x=cose_key[-2], d=d)
+
+
+@pytest.mark.parametrize("detached", [False, True], ids=["attached", "detached"])
+@pytest.mark.parametrize("alg, kind", ALGS)
+def test_pycose_verifies_our_sign1(keys, alg, kind, detached, pycose_own_math):
+    key = keys[kind]
+    message = Sign1Message.decode(sign1(PAYLOAD, key, alg, detached=detached))
+    assert message.get_attr(Algorithm) is _PYCOSE_OWN[alg]
+    assert message.get_attr(KID) == key.kid
+    message.key = _pycose_key(key, private=False)
+    detached_payload = PAYLOAD if detached else None
+    assert message.verify_signature(detached_payload)
+    other = Sign1Message.decode(sign1(PAYLOAD, TeepKey.generate(kind), alg, detached=detached))
+    other.key = _pycose_key(key, private=False)
+    assert not other.verify_signature(detached_payload)
+
+
+@pytest.mark.parametrize("alg, kind", ALGS)
+def test_pycose_verifies_our_sign1_with_external_aad(keys, alg, kind, pycose_own_math):
+    key = keys[kind]
+    message = Sign1Message.decode(sign1(PAYLOAD, key, alg, external_aad=b"context"))
+    message.key = _pycose_key(key, private=False)
+    message.external_aad = b"context"
+    assert message.verify_signature()
+    message.external_aad = b""
+    assert not message.verify_signature()
+
+
+def test_pycose_verifies_every_signature_of_our_cose_sign(p256, ed25519, pycose_own_math):
+    signers = [(p256, -9), (ed25519, -19), (p256, -7), (ed25519, -8)]
+    message = SignMessage.decode(sign(PAYLOAD, signers))
+    assert message.payload == PAYLOAD and len(message.signers) == 4
+    for signature, (key, alg) in zip(message.signers, signers, strict=True):
+        assert signature.get_attr(Algorithm) is _PYCOSE_OWN[alg]
+        assert signature.get_attr(KID) == key.kid
+        signature.key = _pycose_key(key, private=False)
+        assert signature.verify_signature()
+        signature.key = _pycose_key(TeepKey.generate(key.kind), private=False)
+        assert not signature.verify_signature()
+
+
+@pytest.mark.parametrize("detached", [False, True], ids=["attached", "detached"])
+@pytest.mark.parametrize("alg, kind", ALGS)
+def test_we_verify_pycose_sign1(keys, alg, kind, detached, pycose_own_math):
+    key = keys[kind]
+    message = Sign1Message(
+        phdr={Algorithm: _PYCOSE_OWN[alg]},
+        uhdr={KID: key.kid},
+        payload=None if detached else PAYLOAD,
+        key=_pycose_key(key, private=True),
+    )
+    encoded = message.encode(detached_payload=PAYLOAD if detached else None)
+    parsed = parse(encoded)
+    assert parsed.signatures[0].alg == alg and parsed.signatures[0].kid == key.kid
+    detached_payload = PAYLOAD if detached else None
+    assert verify(encoded, key.public(), detached_payload=detached_payload) == PAYLOAD
+    assert verify(parsed, key.public(), detached_payload=detached_payload) == PAYLOAD
+    with pytest.raises(CoseError, match="does not verify"):
+        verify(parsed, TeepKey.generate(kind), detached_payload=detached_payload)
+
+
+def test_we_verify_each_signature_of_a_pycose_cose_sign(p256, ed25519, pycose_own_math):
+    signers = [(p256, -9), (ed25519, -19), (p256, -7), (ed25519, -8)]
+    message = SignMessage(
+        phdr={},
+        uhdr={},
+        payload=PAYLOAD,
+        signers=[
+            CoseSignature(
+                phdr={Algorithm: _PYCOSE_OWN[alg]},
+                uhdr={KID: key.kid},
+                key=_pycose_key(key, private=True),
+            )
+            for key, alg in signers
+        ],
+    )
+    parsed = parse(message.encode())
+    assert [(info.alg, info.kid) for info in parsed.signatures] == [
+        (alg, key.kid) for key, alg in signers
+    ]
+    for key, alg in signers:
+        assert verify(parsed, key.public(), allowed_algs=(alg,)) == PAYLOAD
+
+
+@pytest.mark.parametrize("alg", [-8, -19])
+def test_ed25519_output_is_byte_identical_to_pycose(ed25519, alg, pycose_own_math):
+    """Ed25519 is deterministic: pycose and we produce the same bytes, structure and all."""
+    pycose_key = _pycose_key(ed25519, private=True)
+    theirs = Sign1Message(
+        phdr={Algorithm: _PYCOSE_OWN[alg]}, uhdr={KID: ed25519.kid}, payload=PAYLOAD, key=pycose_key
+    ).encode()
+    assert sign1(PAYLOAD, ed25519, alg) == theirs
+    theirs = SignMessage(
+        phdr={},
+        uhdr={},
+        payload=PAYLOAD,
+        signers=[
+            CoseSignature(
+                phdr={Algorithm: _PYCOSE_OWN[alg]}, uhdr={KID: ed25519.kid}, key=pycose_key
+            )
+        ],
+    ).encode()
+    assert sign(PAYLOAD, [(ed25519, alg)]) == theirs
+
+
+def test_pycose_own_math_fixture_puts_our_classes_back():
+    assert all(
+        CoseAlgorithm.from_id(alg) is algorithms.ALGORITHM_CLASSES[alg] for alg in _PYCOSE_OWN
+    )
+
+
+# --- the hot path: keys used as they are, messages decoded once (issue 11) -------------------
+
+
+def test_sign_and_verify_use_the_keys_cryptography_objects_without_conversion(
+    keys, monkeypatch
+):
+    """No COSE_Key (or pycose key) is built per call: the TeepKey's own objects do the math."""
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("a key was converted on the signing / verification path")
+
+    for key in keys.values():
+        key.kid  # the thumbprint is computed once per key, then kept
+    monkeypatch.setattr(TeepKey, "to_cose_key", no_conversion)
+    monkeypatch.setattr(TeepKey, "_required_members", no_conversion)
+    for alg, kind in ALGS:
+        key = keys[kind]
+        assert verify(sign1(PAYLOAD, key, alg), key) == PAYLOAD
+        assert verify(sign(PAYLOAD, [(key, alg)]), key) == PAYLOAD
+
+
+def test_verify_of_a_parsed_message_decodes_nothing_again(p256, ed25519, monkeypatch):
+    sign1_message = parse(sign1(PAYLOAD, p256))
+    sign_message = parse(sign(PAYLOAD, [(p256, -9), (ed25519, -19)]))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("verify() decoded the message again")
+
+    monkeypatch.setattr(cose, "_loads", no_decoding)
+    monkeypatch.setattr(cbor2, "loads", no_decoding)
+    assert verify(sign1_message, p256) == PAYLOAD
+    assert verify(sign_message, ed25519) == PAYLOAD
+    with pytest.raises(CoseError, match="does not verify"):
+        verify(sign1_message, TeepKey.generate("p256"))
+
+
+def test_a_hand_built_cose_message_is_verified_from_its_encoded_bytes(p256):
+    encoded = sign1(PAYLOAD, p256)
+    info = CoseSignatureInfo(alg=-9, kid=p256.kid, protected={1: -9}, unprotected={4: p256.kid})
+    by_hand = CoseMessage(
+        structure="COSE_Sign1", tagged=True, payload=b"not what was signed", signatures=[info],
+        encoded=encoded,
+    )
+    assert verify(by_hand, p256) == PAYLOAD
+    empty = CoseMessage(structure="COSE_Sign1", tagged=True, payload=PAYLOAD, signatures=[info])
+    with pytest.raises(CoseError):
+        verify(empty, p256)
+
+
 # --- robustness ---------------------------------------------------------------------------------
 
 
@@ -649,3 +855,20 @@ def test_crit_with_an_unhashable_label_is_a_cose_error():
     message = cbor2.dumps([cbor2.dumps({2: [[]]}), {}, b"", b""])
     with pytest.raises(CoseError, match="crit"):
         parse(message)
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    st.sampled_from([0, 1, 23, 24, 255, 256, 65535, 65536]).flatmap(
+        lambda size: st.binary(min_size=size, max_size=size + 2)
+    ),
+    st.binary(max_size=30),
+    st.binary(max_size=30),
+)
+def test_sig_structures_are_the_cbor_of_rfc_9052(payload, protected, external_aad):
+    assert cose.sig_structure1(protected, external_aad, payload) == cbor2.dumps(
+        ["Signature1", protected, external_aad, payload]
+    )
+    assert cose.sig_structure(b"", protected, external_aad, payload) == cbor2.dumps(
+        ["Signature", b"", protected, external_aad, payload]
+    )

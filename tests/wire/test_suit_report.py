@@ -422,3 +422,30 @@ def test_random_reports_raise_only_suit_error(report, wrap):
         json.dumps(report_to_json(parse_report(data)))
     except SuitError:
         pass
+
+
+# --- strict decoding: cyclic items refused, ordinary ones decoded once (issue 11) ---------------
+
+
+@pytest.mark.parametrize(
+    "shareable_head", ["d81c", "d9001c", "da0000001c", "db000000000000001c"]
+)
+def test_a_cyclic_item_is_refused_whatever_the_size_of_its_tag_head(shareable_head):
+    from apps.teep.wire.suit._cbor import decode_exact
+
+    # [shared-reference 0] inside the array marked shareable: the array contains itself.
+    cyclic = bytes.fromhex(shareable_head + "81d81d00")
+    with pytest.raises(SuitError, match="cyclic"):
+        decode_exact(cyclic, "SUIT report")
+    with pytest.raises(SuitError):
+        parse_report(cyclic)
+
+
+def test_an_ordinary_report_is_not_re_encoded_to_look_for_cycles(monkeypatch):
+    from apps.teep.wire.suit import _cbor
+
+    data = cbor2.dumps({99: ["https://tam.example/m", [-16, b"\x00" * 32]], 3: []})
+    encodings = []
+    monkeypatch.setattr(_cbor.cbor2, "dumps", lambda *a, **k: encodings.append(a) or b"")
+    assert _cbor.decode_exact(data, "SUIT report")[3] == []
+    assert encodings == []

@@ -9,8 +9,10 @@ for -7 and -8 (looked up by identifier and by upper-case fullname, `_CoseAttribu
 adds -9 and -19, so pycose's Sign1Message / SignMessage / CoseSignature call the classes below.
 
 Signatures are in COSE form (RFC 9053 2.1): ECDSA is the raw r || s, each 32 bytes big-endian,
-not DER. The sign/verify classmethods take pycose keys (EC2Key / OKPKey), as pycose passes them,
-and delegate to the plain functions below, which work on `cryptography` keys.
+not DER. `apps.teep.wire.cose` calls the plain functions below directly, on the `cryptography`
+keys a TeepKey holds. The sign/verify classmethods take pycose keys (EC2Key / OKPKey), as pycose
+passes them, convert them and delegate to the same functions: they serve pycose users (the
+tests, scripts), not the TAM's own signing and verification.
 """
 
 from typing import Union
@@ -64,9 +66,12 @@ def algorithm_name(alg: object) -> str:
 # --- the math, on `cryptography` keys ------------------------------------------------------
 
 
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
 def ecdsa_p256_sign(private_key: EcPrivate, data: bytes) -> bytes:
     """ECDSA P-256 / SHA-256 signature in COSE form (r || s, RFC 9053 2.1)."""
-    der = private_key.sign(data, ec.ECDSA(hashes.SHA256()))
+    der = private_key.sign(data, _ECDSA_SHA256)
     r, s = decode_dss_signature(der)
     return r.to_bytes(P256_COORDINATE_SIZE, "big") + s.to_bytes(P256_COORDINATE_SIZE, "big")
 
@@ -77,7 +82,7 @@ def ecdsa_p256_verify(public_key: EcPublic, data: bytes, signature: bytes) -> bo
     r = int.from_bytes(signature[:P256_COORDINATE_SIZE], "big")
     s = int.from_bytes(signature[P256_COORDINATE_SIZE:], "big")
     try:
-        public_key.verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SHA256()))
+        public_key.verify(encode_dss_signature(r, s), data, _ECDSA_SHA256)
     except (InvalidSignature, ValueError):
         return False
     return True

@@ -1,10 +1,12 @@
 """COSE_Sign1 and COSE_Sign for TEEP messages (TEEP 4.1.1, 4.1.2, 8.1; RFC 9052 4).
 
-pycose builds and checks the structures (Sign1Message, SignMessage, CoseSignature); the
-signature math is ours, from `apps.teep.wire.algorithms`, which registers ESP256 (-9),
-Ed25519 (-19), ES256 (-7) and EdDSA (-8) in pycose's algorithm registry on import.
-pycose's own `decode()` is not used: it has no nesting limit, ignores trailing bytes and
-accepts only tagged input, so `parse()` checks the CBOR first and hands pycose the array.
+Built and checked directly with cbor2 (the structures, the Sig_structure of RFC 9052 4.4) and
+`cryptography` (the math, `apps.teep.wire.algorithms`, on the key objects each TeepKey holds):
+a policy check signs and verifies with no per-call key conversion and decodes each message
+once (issue 11). pycose, whose registry `algorithms` extends with ESP256 (-9) and Ed25519
+(-19), is the independent implementation tests/wire/test_cose.py checks our output against.
+`parse()` checks the CBOR itself: it has a nesting limit, refuses trailing bytes and accepts
+tagged and untagged input.
 
 What the TAM sends, following the implementations in ../interop-vectors (teep-wasm-demo,
 libteep): a tagged COSE_Sign1 (first byte 0xd2) with `alg` alone in the protected header
@@ -18,17 +20,9 @@ from types import EllipsisType
 from typing import Any, Literal, Sequence, Union
 
 import cbor2
-from pycose.headers import KID, Algorithm
-from pycose.keys.curves import P256
-from pycose.keys.curves import Ed25519 as CoseCurveEd25519
-from pycose.keys.ec2 import EC2Key
-from pycose.keys.okp import OKPKey
-from pycose.messages.sign1message import Sign1Message
-from pycose.messages.signer import CoseSignature
-from pycose.messages.signmessage import SignMessage
 
 from apps.teep.wire import algorithms
-from apps.teep.wire.algorithms import ED25519, EDDSA, ES256, ESP256, algorithm_class, algorithm_name
+from apps.teep.wire.algorithms import ED25519, EDDSA, ES256, ESP256, algorithm_name
 from apps.teep.wire.errors import CoseError
 from apps.teep.wire.keys import TeepKey
 
@@ -42,6 +36,10 @@ HEADER_CRIT = 2
 HEADER_CONTENT_TYPE = 3
 HEADER_KID = 4
 
+# RFC 9052 4.4: the context string of the Sig_structure.
+SIGNATURE1_CONTEXT = "Signature1"
+SIGNATURE_CONTEXT = "Signature"
+
 # TEEP 8.1: the mandatory ESP256 / Ed25519, then the pre-2025 ES256 / EdDSA agents still use.
 DEFAULT_ALLOWED_ALGS: tuple[int, ...] = (ESP256, ED25519, ES256, EDDSA)
 
@@ -52,6 +50,9 @@ _UNDERSTOOD_HEADERS = frozenset({HEADER_ALG, HEADER_CRIT, HEADER_CONTENT_TYPE, H
 # values may nest a little (e.g. a COSE_Key); nothing legitimate comes close to 16.
 MAX_DEPTH = 16
 
+# The protected header we send, `alg` alone, encoded once per algorithm (h'a10128' for ESP256).
+_PROTECTED_ALG = {alg: cbor2.dumps({HEADER_ALG: alg}) for alg in algorithms.SIGNATURE_ALGORITHMS}
+
 Structure = Literal["COSE_Sign1", "COSE_Sign"]
 
 
@@ -61,12 +62,16 @@ class CoseSignatureInfo:
 
     `protected` is the decoded protected header map. `kid` comes from either bucket; an empty
     byte string, as some older agents send, is reported as b"" (callers decide what it means).
+    `protected_bytes` and `signature` are the received bytes verify() signs over and checks;
+    they are not part of equality.
     """
 
     alg: int | None
     kid: bytes | None
     protected: dict
     unprotected: dict
+    protected_bytes: bytes = field(default=b"", repr=False, compare=False)
+    signature: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,8 @@ class CoseMessage:
     """A structurally valid, not yet verified COSE_Sign1 or COSE_Sign.
 
     `protected` / `unprotected` are the body headers (for COSE_Sign1 the same as its one
-    signature's). `encoded` is the exact input, kept for verification.
+    signature's); `protected_bytes` the body's protected header as received. `encoded` is the
+    exact input. verify() works from these fields and never decodes `encoded` again.
     """
 
     structure: Structure
@@ -84,6 +90,7 @@ class CoseMessage:
     protected: dict = field(default_factory=dict)
     unprotected: dict = field(default_factory=dict)
     encoded: bytes = field(default=b"", repr=False)
+    protected_bytes: bytes = field(default=b"", repr=False, compare=False)
 
 
 # --- signing ----------------------------------------------------------------------------------
@@ -107,30 +114,24 @@ def sign1(
     """
     _require_bytes(payload, "payload")
     _require_bytes(external_aad, "external_aad")
-    alg_cls = _signing_algorithm(key, alg)
+    alg = _signing_algorithm(key, alg)
     kid_value = key.kid if kid is ... else kid
-    uhdr: dict = {}
+    unprotected: dict = {}
     if kid_value is not None:
         _require_bytes(kid_value, "kid")
-        uhdr[KID] = kid_value
-    message = Sign1Message(
-        phdr={Algorithm: alg_cls},
-        uhdr=uhdr,
-        payload=None if detached else payload,
-        external_aad=external_aad,
-        key=_pycose_key(key, private=True),
-    )
-    return _pycose_call(
-        lambda: message.encode(tag=tagged, detached_payload=payload if detached else None),
-        "cannot build COSE_Sign1",
-    )
+        unprotected[HEADER_KID] = kid_value
+    protected = _PROTECTED_ALG[alg]
+    signature = _sign(key, sig_structure1(protected, external_aad, payload))
+    array = [protected, unprotected, None if detached else payload, signature]
+    return cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, array) if tagged else array)
 
 
 def sign(payload: bytes, signers: Sequence[tuple[TeepKey, int]], *, tagged: bool = True) -> bytes:
     """COSE_Sign with one COSE_Signature per (key, alg), kid in each signature's unprotected header.
 
     TEEP 8.1: the initial QueryRequest carries one signature per algorithm the TAM offers, so
-    an Agent supporting any one of them can verify it. The body headers are empty.
+    an Agent supporting any one of them can verify it. The body headers are empty (a
+    zero-length protected header, RFC 9052 4.4).
     """
     _require_bytes(payload, "payload")
     if not signers:
@@ -141,14 +142,12 @@ def sign(payload: bytes, signers: Sequence[tuple[TeepKey, int]], *, tagged: bool
             key, alg = entry
         except (TypeError, ValueError):
             raise CoseError("each signer must be a (TeepKey, alg) pair") from None
-        alg_cls = _signing_algorithm(key, alg)
-        cose_signatures.append(
-            CoseSignature(
-                phdr={Algorithm: alg_cls}, uhdr={KID: key.kid}, key=_pycose_key(key, private=True)
-            )
-        )
-    message = SignMessage(phdr={}, uhdr={}, payload=payload, signers=cose_signatures)
-    return _pycose_call(lambda: message.encode(tag=tagged), "cannot build COSE_Sign")
+        alg = _signing_algorithm(key, alg)
+        protected = _PROTECTED_ALG[alg]
+        to_be_signed = sig_structure(b"", protected, b"", payload)
+        cose_signatures.append([protected, {HEADER_KID: key.kid}, _sign(key, to_be_signed)])
+    array = [b"", {}, payload, cose_signatures]
+    return cbor2.dumps(cbor2.CBORTag(COSE_SIGN_TAG, array) if tagged else array)
 
 
 # --- parsing ----------------------------------------------------------------------------------
@@ -162,11 +161,6 @@ def parse(data: bytes) -> CoseMessage:
     header buckets, alg outside the protected header or not an integer, kid not a byte
     string, a `crit` naming a parameter we do not understand.
     """
-    return _decode(data)[0]
-
-
-def _decode(data: bytes) -> tuple[CoseMessage, list]:
-    """The parsed message and its raw CBOR array (for handing to pycose)."""
     if isinstance(data, (bytearray, memoryview)):
         data = bytes(data)
     if not isinstance(data, bytes):
@@ -199,7 +193,7 @@ def _decode(data: bytes) -> tuple[CoseMessage, list]:
     if structure == "COSE_Sign1":
         if not isinstance(last, bytes):
             raise CoseError("COSE_Sign1 signature must be a byte string")
-        signatures = [_signature_info(protected, unprotected)]
+        signatures = [_signature_info(protected, unprotected, protected_bstr, last)]
     else:
         if not isinstance(last, list) or not last:
             raise CoseError("COSE_Sign signatures must be a non-empty array")
@@ -211,9 +205,13 @@ def _decode(data: bytes) -> tuple[CoseMessage, list]:
             sig_protected, sig_unprotected = _headers(cose_signature[0], cose_signature[1], where)
             if not isinstance(cose_signature[2], bytes):
                 raise CoseError(f"{where} signature must be a byte string")
-            signatures.append(_signature_info(sig_protected, sig_unprotected))
+            signatures.append(
+                _signature_info(
+                    sig_protected, sig_unprotected, cose_signature[0], cose_signature[2]
+                )
+            )
 
-    message = CoseMessage(
+    return CoseMessage(
         structure=structure,
         tagged=tagged,
         payload=payload,
@@ -221,8 +219,8 @@ def _decode(data: bytes) -> tuple[CoseMessage, list]:
         protected=protected,
         unprotected=unprotected,
         encoded=data,
+        protected_bytes=protected_bstr,
     )
-    return message, array
 
 
 def _headers(protected_bstr: Any, unprotected: Any, where: str) -> tuple[dict, dict]:
@@ -273,10 +271,17 @@ def _require_no_crit_in(unprotected: dict, where: str) -> None:
         raise CoseError(f"{where} crit must be in the protected header")
 
 
-def _signature_info(protected: dict, unprotected: dict) -> CoseSignatureInfo:
+def _signature_info(
+    protected: dict, unprotected: dict, protected_bytes: bytes, signature: bytes
+) -> CoseSignatureInfo:
     kid = protected.get(HEADER_KID, unprotected.get(HEADER_KID))
     return CoseSignatureInfo(
-        alg=protected.get(HEADER_ALG), kid=kid, protected=protected, unprotected=unprotected
+        alg=protected.get(HEADER_ALG),
+        kid=kid,
+        protected=protected,
+        unprotected=unprotected,
+        protected_bytes=protected_bytes,
+        signature=signature,
     )
 
 
@@ -305,6 +310,7 @@ def verify(
 ) -> bytes:
     """Verify a COSE_Sign1, or one COSE_Signature of a COSE_Sign, with `key`; return the payload.
 
+    `data` is the message bytes or what parse() made of them (then nothing is decoded again).
     The algorithm must be in `allowed_algs` and be one `key` can verify with (ES256 and ESP256
     with P-256, EdDSA and Ed25519 with Ed25519). `kid` is not compared here: callers find the
     key by kid. TEEP 4.1.2: any failure means the message is dropped.
@@ -314,8 +320,10 @@ def verify(
     _require_bytes(external_aad, "external_aad")
     if detached_payload is not None:
         _require_bytes(detached_payload, "detached_payload")
-    encoded = data.encoded if isinstance(data, CoseMessage) else data
-    message, array = _decode(encoded)
+    if _is_parsed(data):
+        message = data
+    else:
+        message = parse(data.encoded if isinstance(data, CoseMessage) else data)
 
     if message.payload is None and detached_payload is None:
         raise CoseError(
@@ -324,23 +332,18 @@ def verify(
     if message.payload is not None and detached_payload is not None:
         raise CoseError(f"{message.structure} carries its payload; detached_payload must be None")
     payload = message.payload if message.payload is not None else detached_payload
-    verification_key = _pycose_key(key, private=False)
 
     if message.structure == "COSE_Sign1":
-        _check_algorithm(message.signatures[0].alg, key, allowed_algs)
-        pycose_message = _pycose_call(
-            lambda: Sign1Message.from_cose_obj(list(array), allow_unknown_attributes=True),
-            "pycose refused the COSE_Sign1",
-        )
-        pycose_message.key = verification_key
-        pycose_message.external_aad = external_aad
-        if _pycose_call(lambda: pycose_message.verify_signature(detached_payload), "cannot verify"):
+        info = message.signatures[0]
+        _check_algorithm(info.alg, key, allowed_algs)
+        to_be_signed = sig_structure1(info.protected_bytes, external_aad, payload)
+        if _verify(key, to_be_signed, info.signature):
             return payload
         raise CoseError("COSE_Sign1 signature does not verify")
 
     candidates = [
-        index
-        for index, info in enumerate(message.signatures)
+        info
+        for info in message.signatures
         if info.alg in allowed_algs and info.alg in key.algorithms
     ]
     if not candidates:
@@ -348,24 +351,23 @@ def verify(
         raise CoseError(
             f"no COSE_Signature uses an allowed algorithm of this {key.kind} key (found {offered})"
         )
-    for index in candidates:
-        # Only the candidate signature goes to pycose: it refuses algorithms it does not know,
-        # and another signer's unknown algorithm must not stop us verifying ours.
-        # RFC 9052 4.4: "if there are no protected attributes, a zero-length byte string is
-        # used" in the Sig_structure, also when the sender wrapped an empty map (h'a0'), as
-        # python-cwt reads it; pycose would use the received h'a0' instead.
-        body_protected = array[0] if message.protected else b""
-        single = [body_protected, array[1], array[2], [list(array[3][index])]]
-        pycose_message = _pycose_call(
-            lambda: SignMessage.from_cose_obj(single, allow_unknown_attributes=True),
-            f"pycose refused COSE_Signature[{index}]",
-        )
-        signer = pycose_message.signers[0]
-        signer.key = verification_key
-        signer.external_aad = external_aad
-        if _pycose_call(lambda: signer.verify_signature(detached_payload), "cannot verify"):
+    # RFC 9052 4.4: "if there are no protected attributes, a zero-length byte string is used"
+    # in the Sig_structure, also when the sender wrapped an empty map (h'a0'), as python-cwt
+    # reads it (pycose would sign over the received h'a0').
+    body_protected = message.protected_bytes if message.protected else b""
+    for info in candidates:
+        to_be_signed = sig_structure(body_protected, info.protected_bytes, external_aad, payload)
+        if _verify(key, to_be_signed, info.signature):
             return payload
     raise CoseError("no COSE_Signature of the COSE_Sign verifies with this key")
+
+
+def _is_parsed(data: Any) -> bool:
+    """A CoseMessage parse() made (it kept the signed bytes); one built by hand is re-parsed
+    from its `encoded` bytes."""
+    return isinstance(data, CoseMessage) and all(
+        info.signature is not None for info in data.signatures
+    )
 
 
 def _check_algorithm(alg: int | None, key: TeepKey, allowed_algs: Sequence[int]) -> None:
@@ -377,37 +379,88 @@ def _check_algorithm(alg: int | None, key: TeepKey, allowed_algs: Sequence[int])
         raise CoseError(f"algorithm {algorithm_name(alg)} does not match the {key.kind} key")
 
 
-# --- pycose glue ------------------------------------------------------------------------------
+# --- Sig_structure (RFC 9052 4.4) ---------------------------------------------------------------
+# Written out rather than through cbor2.dumps: a fixed array of a text and byte strings, three
+# of them per policy check, and cbor2's encoder costs ten times the concatenation.
+
+_SIG_STRUCTURE1_HEAD = b"\x84" + cbor2.dumps(SIGNATURE1_CONTEXT)  # array(4), "Signature1"
+_SIG_STRUCTURE_HEAD = b"\x85" + cbor2.dumps(SIGNATURE_CONTEXT)  # array(5), "Signature"
 
 
-def _signing_algorithm(key: TeepKey, alg: int | None) -> type:
+def _bstr_head(size: int) -> bytes:
+    """The head of a CBOR byte string of `size` bytes, shortest form (RFC 8949 3.1, 4.2.1)."""
+    if size < 24:
+        return bytes((0x40 | size,))
+    if size < 0x100:
+        return bytes((0x58, size))
+    if size < 0x10000:
+        return b"\x59" + size.to_bytes(2, "big")
+    if size < 0x100000000:
+        return b"\x5a" + size.to_bytes(4, "big")
+    return b"\x5b" + size.to_bytes(8, "big")
+
+
+def sig_structure1(protected: bytes, external_aad: bytes, payload: bytes) -> bytes:
+    """["Signature1", body_protected, external_aad, payload], what a COSE_Sign1 signs."""
+    return b"".join(
+        (
+            _SIG_STRUCTURE1_HEAD,
+            _bstr_head(len(protected)),
+            protected,
+            _bstr_head(len(external_aad)),
+            external_aad,
+            _bstr_head(len(payload)),
+            payload,
+        )
+    )
+
+
+def sig_structure(
+    body_protected: bytes, sign_protected: bytes, external_aad: bytes, payload: bytes
+) -> bytes:
+    """["Signature", body_protected, sign_protected, external_aad, payload]: what one
+    COSE_Signature of a COSE_Sign signs."""
+    return b"".join(
+        (
+            _SIG_STRUCTURE_HEAD,
+            _bstr_head(len(body_protected)),
+            body_protected,
+            _bstr_head(len(sign_protected)),
+            sign_protected,
+            _bstr_head(len(external_aad)),
+            external_aad,
+            _bstr_head(len(payload)),
+            payload,
+        )
+    )
+
+
+# --- the math, on the `cryptography` keys the TeepKey holds -------------------------------------
+
+
+def _signing_algorithm(key: TeepKey, alg: int | None) -> int:
     if not isinstance(key, TeepKey):
         raise CoseError("signing key must be a TeepKey")
     if not key.is_private:
         raise CoseError("signing needs a private key")
     if alg is None:
-        alg = key.default_algorithm
+        return key.default_algorithm
     if alg not in key.algorithms:
         raise CoseError(f"algorithm {algorithm_name(alg)} does not match the {key.kind} key")
-    return algorithm_class(alg)
+    return alg
 
 
-def _pycose_key(key: TeepKey, *, private: bool) -> Union[EC2Key, OKPKey]:
-    """The pycose key our algorithm classes receive; no alg or key_ops, so pycose adds no checks."""
-    cose_key = key.to_cose_key(private=private)
-    d = cose_key.get(-4, b"")
+def _sign(key: TeepKey, to_be_signed: bytes) -> bytes:
+    # The caller checked that the algorithm belongs to the key's kind (`key.algorithms`).
     if key.kind == "p256":
-        return EC2Key(crv=P256, x=cose_key[-2], y=cose_key[-3], d=d)
-    return OKPKey(crv=CoseCurveEd25519, x=cose_key[-2], d=d)
+        return algorithms.ecdsa_p256_sign(key.private_key, to_be_signed)
+    return algorithms.ed25519_sign(key.private_key, to_be_signed)
 
 
-def _pycose_call(action, what: str):
-    try:
-        return action()
-    except CoseError:
-        raise
-    except Exception as exc:  # pycose raises CoseException, ValueError, TypeError, KeyError...
-        raise CoseError(f"{what}: {exc}") from None
+def _verify(key: TeepKey, to_be_signed: bytes, signature: bytes) -> bool:
+    if key.kind == "p256":
+        return algorithms.ecdsa_p256_verify(key.public_key, to_be_signed, signature)
+    return algorithms.ed25519_verify(key.public_key, to_be_signed, signature)
 
 
 def _require_bytes(value: Any, name: str) -> None:

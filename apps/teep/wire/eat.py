@@ -168,7 +168,7 @@ def verify_eat(
     """The claims of an EAT whose COSE_Sign1 signature verifies with `key`."""
     claims, message = parse_eat(data)
     try:
-        cose.verify(message.encoded, key, allowed_algs=allowed_algs)
+        cose.verify(message, key, allowed_algs=allowed_algs)
     except CoseError as exc:
         raise AttestationError(f"EAT signature: {exc}") from None
     return claims
@@ -868,7 +868,7 @@ def validate_attestation_result(
         raise AttestationError("no trusted Verifier key is configured")
     for key in candidates:
         try:
-            cose.verify(message.encoded, key)
+            cose.verify(message, key)
             break
         except CoseError:
             continue

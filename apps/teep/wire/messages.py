@@ -15,7 +15,8 @@ Decoding checks every field against the CDDL (type, size, non-empty `[+ ...]` ar
 Section 4 rules the CDDL cannot express, and raises TeepDecodeError(field, problem) for anything
 else, with the field named in the draft's words ("options.token",
 "options.requested-tc-list[0].component-id", "err-code"). Encoding writes the options in the order
-of the draft's CDDL, which reproduces the Appendix D examples byte for byte, and refuses (with
+of the draft's CDDL, which reproduces the Appendix D examples byte for byte; with
+ENCODE_SELF_CHECK on (the test suite, DEBUG) it also decodes its own output and refuses (with
 TeepEncodeError) any message that decode() would refuse.
 
 Choices made where the draft leaves room (keep docs/ in step):
@@ -52,6 +53,7 @@ Choices made where the draft leaves room (keep docs/ in step):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -94,21 +96,36 @@ class TeepEncodeError(WireError):
 # --- message objects -------------------------------------------------------------------------
 
 
+# Values _freeze() leaves as they are; checked by exact type, the cheap test on a path every
+# message takes twice per policy check (built, then decoded on the other side).
+_ATOMS = frozenset({bytes, int, str, bool, float, type(None)})
+
+
 def _freeze(value: Any) -> Any:
     """Arrays become tuples (also inside maps): messages compare equal however they were built."""
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(item) for item in value)
-    if type(value) is dict:
-        return {key: _freeze(item) for key, item in value.items()}
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is tuple or kind is list or isinstance(value, (list, tuple)):
+        return tuple([item if type(item) in _ATOMS else _freeze(item) for item in value])
+    if kind is dict:
+        return {
+            key: item if type(item) in _ATOMS else _freeze(item) for key, item in value.items()
+        }
     return value
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 
 class _Frozen:
     def __post_init__(self):
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name in _field_names(type(self)):
+            value = getattr(self, name)
             if isinstance(value, (list, tuple)):
-                object.__setattr__(self, f.name, _freeze(value))
+                object.__setattr__(self, name, _freeze(value))
 
 
 def _ignored_labels():
@@ -311,12 +328,15 @@ def _scan(data: bytes, where: str, *, allow_tags: bool, map_sizes: list[int] | N
 
 
 def _map_sizes(value: Any, out: list[int]) -> list[int]:
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind in _ATOMS:
+        pass
+    elif kind is dict or isinstance(value, Mapping):  # a map used as a key is a FrozenDict
         out.append(len(value))
         for key, item in value.items():
             _map_sizes(key, out)
             _map_sizes(item, out)
-    elif isinstance(value, (list, tuple)):
+    elif kind is list or isinstance(value, (list, tuple)):
         for item in value:
             _map_sizes(item, out)
     return out
@@ -756,10 +776,19 @@ def decode(data: bytes, numbering: Numbering = CURRENT) -> TeepMessage:
     return message
 
 
+# encode() decodes its own output and raises TeepEncodeError if decode() refuses it: one set of
+# rules for both directions, never send what we would not accept. It catches encoder bugs, not
+# hostile input (what is encoded is ours), and doubles encode()'s cost on the policy check's
+# path (issue 11), so the Django app keeps it on only for the test suite and DEBUG
+# (apps/teep/apps.py); code using this package on its own gets it on.
+ENCODE_SELF_CHECK = True
+
+
 def encode(message: TeepMessage, numbering: Numbering = CURRENT) -> bytes:
     """The CBOR payload for `message`, options in CDDL order.
 
-    Raises TeepEncodeError if decode() would refuse the result.
+    Raises TeepEncodeError for a SUIT_Envelope_Tagged in manifest-list, a value CBOR cannot
+    encode, and (with ENCODE_SELF_CHECK) anything decode() would refuse in the result.
     """
     spec = _SPEC_BY_CLASS.get(type(message))
     if spec is None:
@@ -784,16 +813,17 @@ def encode(message: TeepMessage, numbering: Numbering = CURRENT) -> bytes:
         data = cbor2.dumps(item)
     except Exception as e:  # noqa: BLE001 - a value cbor2 cannot encode
         raise TeepEncodeError("message", f"cannot be encoded as CBOR: {e}") from None
-    # One set of rules for both directions: never send what we would not accept.
-    try:
-        decode(data, numbering)
-    except TeepDecodeError as e:
-        raise TeepEncodeError(e.field, e.problem) from None
+    if ENCODE_SELF_CHECK:
+        try:
+            decode(data, numbering)
+        except TeepDecodeError as e:
+            raise TeepEncodeError(e.field, e.problem) from None
     return data
 
 
 __all__ = [
     "ATTESTATION",
+    "ENCODE_SELF_CHECK",
     "EXTENSIONS",
     "FRESHNESS_NONCE",
     "FRESHNESS_TIMESTAMP",

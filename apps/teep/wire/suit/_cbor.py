@@ -15,6 +15,16 @@ from apps.teep.wire.errors import SuitError
 # Deep nesting is legal CBOR but no SUIT structure comes close; cbor2 5.9's own limit is 400.
 _MAX_DEPTH = 64
 
+# Tag 28 (shareable, RFC 8949 3.4 / IANA) with each head size CBOR allows. A shared reference
+# (tag 29) can only point at a value marked by it, so without one of these byte sequences the
+# decoded item shares nothing and cannot be cyclic.
+_SHAREABLE_TAG_HEADS = (
+    b"\xd8\x1c",
+    b"\xd9\x00\x1c",
+    b"\xda\x00\x00\x00\x1c",
+    b"\xdb\x00\x00\x00\x00\x00\x00\x00\x1c",
+)
+
 
 def decode_exact(data: object, what: str) -> Any:
     """Decode exactly one CBOR item from `data`; SuitError naming `what` otherwise."""
@@ -33,11 +43,15 @@ def decode_exact(data: object, what: str) -> Any:
         raise SuitError(f"{what}: {len(data) - stream.tell()} bytes after the CBOR item")
     if type(value).__name__ == "break_marker_type":
         raise SuitError(f"{what}: not valid CBOR (a lone break byte)")
-    try:
-        # Shared-value tags (28/29) can build cyclic structures, which no SUIT item is.
-        cbor2.dumps(value)
-    except Exception:
-        raise SuitError(f"{what}: not valid SUIT CBOR (cyclic or unencodable structure)") from None
+    if any(head in data for head in _SHAREABLE_TAG_HEADS):
+        try:
+            # Shared-value tags (28/29) can build cyclic structures, which no SUIT item is;
+            # re-encoding finds them. Only then: it cost three encodings per policy check.
+            cbor2.dumps(value)
+        except Exception:
+            raise SuitError(
+                f"{what}: not valid SUIT CBOR (cyclic or unencodable structure)"
+            ) from None
     return value
 
 
