@@ -30,12 +30,11 @@ from django.utils import timezone
 
 from apps.devices import services as device_services
 from apps.devices.models import Device
-from apps.tam import bootstrap, outgoing
+from apps.tam import bootstrap, compat, identify, outgoing
 from apps.tam.exchange import Exchange, TamAnswer, TamRateLimited, TamUnavailable  # noqa: F401 (re-exported)
 from apps.tam.outgoing import DEFAULT_DATA_ITEMS  # noqa: F401 (re-exported)
 from apps.tam.ratelimit import check_rate
 from apps.teep import tokens
-from apps.teep.models import TeepToken
 from apps.teep.tam_keys import tam_keys
 from apps.teep.wire import ciphersuites, cose, messages
 from apps.teep.wire.component_ids import component_id_from_key
@@ -49,17 +48,21 @@ logger = logging.getLogger(__name__)
 # --- ProcessConnect: an empty POST --------------------------------------------------------------
 
 
-def process_connect(*, numbering: Numbering, source_ip: str | None = None) -> TamAnswer:
+def process_connect(*, numbering: Numbering, source_ip: str | None = None, endpoint: str | None = None) -> TamAnswer:
     """Answer an agent that starts a session with a QueryRequest (TEEP 7.1, 8.1).
 
     The TAM cannot know who sent an empty POST, so the QueryRequest is a COSE_Sign with one
-    signature per offered algorithm (TEEP 8.1), and its token is not yet bound to a device.
+    signature per offered algorithm (TEEP 8.1), unless the endpoint's compatibility profile
+    names one suite (apps/tam/compat.py: a COSE_Sign1); its token is not yet bound to a device.
     """
     exchange = Exchange(numbering, source_ip, 0)
     _check_source_rate(source_ip)
+    suite_name = compat.first_query_suite_name(endpoint)
+    if suite_name != compat.DEFAULT_FIRST_QUERY_SUITE:
+        exchange.detail["first_query_suite"] = suite_name
     with transaction.atomic():
-        body, token = outgoing.query_request(numbering, suites=ciphersuites.TAM_OFFERED_SUITES, now=timezone.now(),
-                                             source_ip=source_ip)
+        body, token = outgoing.query_request(numbering, suites=compat.FIRST_QUERY_SUITES[suite_name],
+                                             now=timezone.now(), source_ip=source_ip)
         exchange.detail["token"] = tokens.reference(token)
         return exchange.answer(body, "query-request", message_type="query-request")
 
@@ -77,7 +80,12 @@ def process_teep_message(body: bytes, *, numbering: Numbering, source_ip: str | 
     except CoseError as exc:
         return exchange.drop(f"not a COSE_Sign1/COSE_Sign message: {exc}")
     signature = signed.signatures[0]
-    device = _find_device(signed, numbering)
+    try:
+        device = _find_device(signed, numbering)
+    except identify.KidlessRefused as exc:
+        return exchange.drop(str(exc))
+    if device is not None and not signature.kid:
+        exchange.detail["kid"] = "absent"
     exchange.device_kid = device.kid if device else (signature.kid.hex() if signature.kid else "")
     if exchange.device_kid:
         _check_device_rate(exchange.device_kid)
@@ -113,20 +121,8 @@ def process_teep_message(body: bytes, *, numbering: Numbering, source_ip: str | 
 
 
 def _find_device(signed, numbering: Numbering) -> Device | None:
-    """The device whose key signed this: by kid; for agents that send no kid (DESIGN.md:
-    older drafts), by the device a token in the still-unverified payload was issued to."""
-    for signature in signed.signatures:
-        if signature.kid:
-            device = Device.objects.filter(kid=signature.kid.hex()).first()
-            if device is not None:
-                return device
-    if any(s.kid for s in signed.signatures):
-        return None
-    token = messages.peek_token(signed.payload or b"", numbering)
-    if token is None:
-        return None
-    row = TeepToken.objects.filter(value=token).select_related("device").first()
-    return row.device if row is not None else None
+    """The device whose key signed this: by kid, or for agents that send none (apps/tam/identify.py)."""
+    return identify.find_device(signed, numbering)
 
 
 # --- QueryResponse (TEEP 7.1.1) ---------------------------------------------------------------
@@ -141,7 +137,7 @@ def _handle_query_response(exchange, device, message, signing_alg, *, answered=N
         return exchange.drop("QueryResponse without a token to a QueryRequest that had one")
     if message.token is not None:
         exchange.detail["token"] = tokens.reference(message.token)
-    reports, report_problem = _parse_reports(message.suit_reports, message.token, device)
+    reports, report_problem = _parse_reports(message.suit_reports, message.token, device, exchange)
     with transaction.atomic():
         device = device_services.lock_device(device.pk)
         token = answered or tokens.claim(message.token, device=device, kinds=(tokens.Kind.QUERY_REQUEST,), now=now)
@@ -207,11 +203,13 @@ def _missing_items(requested_bits: int, message) -> list[str]:
     return problems
 
 
-def _parse_reports(raw_reports, token: bytes | None, device) -> tuple[list, str]:
-    """Parse SUIT reports; each must carry the token as its nonce (4.3, 4.5, 4.6, 7.1.1)."""
-    parsed = []
+def _parse_reports(raw_reports, token: bytes | None, device, exchange=None) -> tuple[list, str]:
+    """Parse SUIT reports; each must carry the token as its nonce (4.3, 4.5, 4.6, 7.1.1).
+    One signed with the agent's TEEP key is accepted when that key verifies it (compat.py)."""
+    parsed, teep_key_signed = [], []
     # TEEP 8.2: reports may be encrypted to the TAM (ES-DH, "SUIT Report Encryption").
     decrypt_key = tam_keys().signing_key_for(-9) if raw_reports else None
+    agent_key = device_services.device_public_key(device) if raw_reports else None
     for index, raw in enumerate(raw_reports or []):
         try:
             result = parse_report(raw, decrypt_key=decrypt_key)
@@ -219,9 +217,15 @@ def _parse_reports(raw_reports, token: bytes | None, device) -> tuple[list, str]
             return [], f"suit-reports[{index}] cannot be parsed: {exc}"
         if token is not None and result.report.nonce != token:
             return [], f"suit-reports[{index}] nonce does not match the token"
-        if result.kid and result.kid.hex() == device.kid:
-            return [], f"suit-reports[{index}] is signed with the TEEP message's own key"
+        try:
+            result = compat.report_signed_with_teep_key(raw, result, agent_key)
+        except SuitError as exc:
+            return [], f"suit-reports[{index}] {exc}"
+        if result.verified_by is not None:
+            teep_key_signed.append(index)
         parsed.append((raw, result))
+    if teep_key_signed and exchange is not None:
+        exchange.detail["suit_reports_signed_with_teep_key"] = teep_key_signed
     return parsed, ""
 
 
@@ -233,7 +237,7 @@ def _handle_success(exchange, device, message) -> TamAnswer:
     if message.token is None:
         return exchange.drop("Success without a token: the TAM always sends one in an Update")
     exchange.detail["token"] = tokens.reference(message.token)
-    reports, problem = _parse_reports(message.suit_reports, message.token, device)
+    reports, problem = _parse_reports(message.suit_reports, message.token, device, exchange)
     with transaction.atomic():
         device = device_services.lock_device(device.pk)
         # The first validly signed answer consumes the token, even one dropped just below.
@@ -258,7 +262,7 @@ def _handle_error(exchange, device, message) -> TamAnswer:
         # Update, carries a token): it may not hold back or settle anything.
         return exchange.drop(f"Error ({name}) without a token: it answers no request of the TAM; nothing changed")
     exchange.detail["token"] = tokens.reference(message.token)
-    reports, problem = _parse_reports(message.suit_reports, message.token, device)
+    reports, problem = _parse_reports(message.suit_reports, message.token, device, exchange)
     with transaction.atomic():
         device = device_services.lock_device(device.pk)
         token = tokens.claim(message.token, device=device, kinds=(tokens.Kind.UPDATE, tokens.Kind.QUERY_REQUEST),

@@ -109,6 +109,12 @@ def test_agent_in_a_legacy_mode_installs_then_removes_on_draft_25(tmp_path, port
     assert events.exists()
     assert set(events.values_list("device_kid", flat=True)) == {agent.kid.hex()}
     assert not events.filter(outcome="dropped").exists(), list(events.values_list("reason", flat=True))
+    behaviour = LEGACY_MODES[mode]
+    if behaviour.omit_kid:
+        assert {e.detail.get("kid") for e in events} == {"absent"}
+    if behaviour.sign_reports_with_teep_key:
+        # The Success's report (the install) and the next QueryResponse's (what is installed).
+        assert events.filter(action="teep.success", detail__suit_reports_signed_with_teep_key=[0]).exists()
 
 
 def test_libteep_style_agent_attempts_show_on_its_device_page(tmp_path, portal, hello_ta, admin_client):
@@ -117,7 +123,7 @@ def test_libteep_style_agent_attempts_show_on_its_device_page(tmp_path, portal, 
     device = Device.objects.get(kid=agent.kid.hex())
     page = admin_client.get(reverse("admin:devices_device_change", args=[device.pk])).content.decode()
     assert "teep.query-response" in page and "teep.success" in page
-    assert "kid-less agent" in page  # the flag, shown with the device's protocol facts
+    assert "kid-less agent" in page.lower()  # the flag, with the device's protocol facts
 
 
 def test_first_query_request_follows_the_endpoint_profile(portal):
