@@ -106,6 +106,8 @@ def report_signed_with_teep_key(raw: bytes, result: SuitReportResult, agent_key:
         verify_report(raw, [agent_key])
     except SuitError:
         if result.kid:
-            raise SuitError("names the agent's TEEP key as its signer (kid) but does not verify with it") from None
+            raise SuitError(
+                "names the agent's TEEP key as its signer (kid) but does not verify with it"
+            ) from None
         return result  # no kid: signed with a report key the TAM does not know
     return replace(result, signature="verified", verified_by=agent_key)

@@ -57,9 +57,8 @@ def _device_by_kidless_signature(signed: cose.CoseMessage) -> Device | None:
     bound = settings.TEEP_KIDLESS_MAX_CANDIDATES
     if bound <= 0:
         return None
-    candidates = list(
-        Device.objects.filter(accepts_kidless=True).order_by("pk").values_list("pk", "public_key")[: bound + 1]
-    )
+    flagged = Device.objects.filter(accepts_kidless=True).order_by("pk")
+    candidates = list(flagged.values_list("pk", "public_key")[: bound + 1])
     if len(candidates) > bound:
         logger.warning(
             "TEEP message without a kid refused: more than TEEP_KIDLESS_MAX_CANDIDATES (%d) devices are"
