@@ -323,6 +323,17 @@ TEEP_RATE_LIMIT_PER_DEVICE = env("TEEP_RATE_LIMIT_PER_DEVICE", default="60/60")
 # Agents registered by hand skip attestation unless this is on (DESIGN.md bootstrap); unknown
 # keys always attest.
 TEEP_REQUIRE_ATTESTATION = env.bool("TEEP_REQUIRE_ATTESTATION", default=False)
+# Compatibility profiles (apps/tam/compat.py, README "Serving older agents"): per endpoint, the
+# suite of the first QueryRequest, e.g. "/tam/draft-25=es256" (libteep verifies only a
+# COSE_Sign1 with ES256). Unset: a COSE_Sign with ESP256 and Ed25519 (TEEP 8.1) everywhere.
+# Checked at startup (apps/tam/apps.py).
+TEEP_FIRST_QUERY_SUITE = env("TEEP_FIRST_QUERY_SUITE", default="")
+# A message without a kid is tried with the keys of devices registered as kid-less
+# (apps/tam/identify.py), at most this many: beyond it such messages are refused, never
+# scanned unboundedly. 0: no kid-less matching.
+TEEP_KIDLESS_MAX_CANDIDATES = env.int("TEEP_KIDLESS_MAX_CANDIDATES", default=50)
+if TEEP_KIDLESS_MAX_CANDIDATES < 0:
+    raise ImproperlyConfigured("TEEP_KIDLESS_MAX_CANDIDATES must be 0 or more")
 # --- Attestation (apps.attestation) ---
 ATTESTATION_BACKEND = env("ATTESTATION_BACKEND", default="builtin")  # or "veraison"
 ATTESTATION_VALIDITY_SECONDS = env.int("ATTESTATION_VALIDITY_SECONDS", default=24 * 3600)

@@ -38,6 +38,7 @@ class DeviceSerializer(serializers.ModelSerializer):
             "tags",
             "state",
             "registration",
+            "accepts_kidless",
             "numbering",
             "signing_alg",
             "selected_version",
@@ -63,6 +64,11 @@ class DeviceRegisterSerializer(serializers.Serializer):
         required=False,
         default=list,
         max_length=50,
+    )
+    accepts_kidless = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Its agent signs without a kid: messages without one are tried with this key "
+                  "(bounded by TEEP_KIDLESS_MAX_CANDIDATES).",
     )
 
 

@@ -77,6 +77,7 @@ class DeviceViewSet(ManagementApiMixin, mixins.CreateModelMixin, viewsets.ReadOn
             public_key_bytes=form.validated_data["public_key"].encode(),
             name=form.validated_data["name"],
             tags=form.validated_data["tags"],
+            accepts_kidless=form.validated_data["accepts_kidless"],
             actor=request.user,
             request=request,
         )

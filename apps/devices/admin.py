@@ -171,7 +171,7 @@ class DeviceAdmin(admin.ModelAdmin):
     fieldsets = (
         ("Identity and keys", {"fields": ("name", "tags", "kid", "public_key_pem", "ueid", "registration",
                                           "registered_at", "registered_by")}),
-        ("Protocol", {"fields": ("state_badge", "numbering", "signing_alg_label", "selected_version",
+        ("Protocol", {"fields": ("state_badge", "numbering", "accepts_kidless", "signing_alg_label", "selected_version",
                                  "first_contact_at", "last_contact_at", "backoff_until", "outstanding_tokens")}),
         ("Attestation history", {"fields": ("attestation_history",)}),
         ("Last reported", {"fields": ("requested_readable", "unneeded_readable", "ext_list", "attributes")}),
@@ -336,10 +336,10 @@ class DeviceAdmin(admin.ModelAdmin):
         )
 
     def save_model(self, request, obj, form, change):
-        """Only name and tags are editable; the service writes and audits them."""
+        """Only name, tags and the kid-less flag are editable; the service writes and audits them."""
         services.update_device_labels(
             obj, name=form.cleaned_data.get("name", obj.name), tags=form.cleaned_data.get("tags", []),
-            actor=request.user, request=request,
+            accepts_kidless=form.cleaned_data.get("accepts_kidless"), actor=request.user, request=request,
         )
 
     def save_related(self, request, form, formsets, change):
@@ -485,6 +485,7 @@ class DeviceAdmin(admin.ModelAdmin):
                     public_key_bytes=form.cleaned_data["public_key_bytes"],
                     name=form.cleaned_data["name"],
                     tags=form.cleaned_data["tag_list"],
+                    accepts_kidless=form.cleaned_data["accepts_kidless"],
                     actor=request.user,
                     request=request,
                 )

@@ -11,6 +11,11 @@ class RegisterAgentForm(forms.Form):
     )
     name = forms.CharField(required=False, max_length=150)
     tags = forms.CharField(required=False, help_text="comma-separated")
+    accepts_kidless = forms.BooleanField(
+        required=False, label="kid-less agent",
+        help_text="Its agent signs without a kid (agents from older drafts): messages without one "
+                  "are tried with this key.",
+    )
 
     def clean(self):
         data = super().clean()

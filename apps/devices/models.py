@@ -41,6 +41,12 @@ class Device(models.Model):
     tags = models.ManyToManyField(Tag, blank=True, related_name="devices")
     state = models.CharField(max_length=20, choices=State.choices, default=State.REGISTERED, db_index=True)
     registration = models.CharField(max_length=20, choices=Registration.choices, default=Registration.MANUAL)
+    # Agents from older drafts may sign without a kid: the TAM tries this device's key on such
+    # messages (apps/tam/identify.py, bounded by TEEP_KIDLESS_MAX_CANDIDATES).
+    accepts_kidless = models.BooleanField(
+        "kid-less agent", default=False,
+        help_text="Its agent signs without a kid: messages without one are tried with this device's key.",
+    )
     # The TEEP wire numbering this agent speaks (DESIGN.md "Wire numbering"); set by the
     # endpoint it uses, never guessed from bytes.
     numbering = models.CharField(max_length=20, default="draft-26")
@@ -91,6 +97,10 @@ class Device(models.Model):
                 condition=models.Q(state__in=["registered", "active", "untrusted", "retired"]),
                 name="device_state_valid",
             )
+        ]
+        indexes = [
+            # The few kid-less devices among many (apps/tam/identify.py lists them in pk order).
+            models.Index(fields=["id"], condition=models.Q(accepts_kidless=True), name="device_kidless_idx"),
         ]
 
     def __str__(self):

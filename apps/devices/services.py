@@ -49,9 +49,10 @@ def lock_snapshot(device_id: int):
 
 @transaction.atomic
 def register_agent(
-    *, public_key_bytes: bytes, name: str = "", tags=(), actor=None, request=None
+    *, public_key_bytes: bytes, name: str = "", tags=(), accepts_kidless: bool = False, actor=None, request=None
 ) -> Device:
-    """Register a pre-provisioned agent key (PEM or COSE_Key); its kid is the thumbprint."""
+    """Register a pre-provisioned agent key (PEM or COSE_Key); its kid is the thumbprint.
+    `accepts_kidless`: its agent signs without a kid (apps/tam/identify.py tries its key)."""
     try:
         key = load_public_key(public_key_bytes).public()
     except ValueError as exc:
@@ -63,13 +64,14 @@ def register_agent(
         kid=kid,
         public_key=_cose_key_bytes(key),
         name=name,
+        accepts_kidless=accepts_kidless,
         registered_by=actor if getattr(actor, "pk", None) else None,
     )
     if tags:
         device.tags.set([Tag.objects.get_or_create(name=slugify(t))[0] for t in tags])
     record_operator_action(
         actor=actor, action="device.register", obj=device, device_kid=kid, request=request,
-        after={"kid": kid, "name": name, "tags": sorted(tags)},
+        after={"kid": kid, "name": name, "tags": sorted(tags), "accepts_kidless": accepts_kidless},
     )
     return device
 
@@ -125,11 +127,11 @@ def mark_untrusted(device: Device) -> Device:
 
 def device_public_key(device: Device) -> TeepKey:
     """The agent's key, built once per process per stored COSE_Key."""
-    return _key_from_cose_key(bytes(device.public_key))
+    return cached_key_from_cose_key(bytes(device.public_key))
 
 
 @functools.lru_cache(maxsize=8192)
-def _key_from_cose_key(cose_key: bytes) -> TeepKey:
+def cached_key_from_cose_key(cose_key: bytes) -> TeepKey:
     return TeepKey.from_cose_key(cose_key)
 
 
@@ -688,15 +690,20 @@ def unretire_device(device: Device, *, actor, reason: str, request=None) -> Devi
 
 
 @transaction.atomic
-def update_device_labels(device: Device, *, name: str, tags, actor, request=None) -> Device:
-    """An operator renames a device or changes its tags (the admin's device form); audited.
-    Tags decide group membership, so this can change what policy asks of the device."""
+def update_device_labels(device: Device, *, name: str, tags, actor, request=None,
+                         accepts_kidless: bool | None = None) -> Device:
+    """An operator renames a device, changes its tags or its kid-less flag (the admin's device
+    form); audited. Tags decide group membership, so this can change what policy asks of the
+    device. `accepts_kidless` None: unchanged."""
     device = lock_device(device.pk)
     before = {"name": device.name, "tags": sorted(device.tags.values_list("name", flat=True))}
+    after = {"name": name, "tags": sorted(t.name for t in tags)}
+    if accepts_kidless is not None and accepts_kidless != device.accepts_kidless:
+        before["accepts_kidless"], after["accepts_kidless"] = device.accepts_kidless, accepts_kidless
+        device.accepts_kidless = accepts_kidless
     device.name = name
-    device.save(update_fields=["name"])
+    device.save(update_fields=["name", "accepts_kidless"])
     device.tags.set(list(tags))
-    after = {"name": device.name, "tags": sorted(t.name for t in tags)}
     if after != before:
         record_operator_action(
             actor=actor, action="device.change", obj=device, device_kid=device.kid, request=request,

@@ -7,3 +7,9 @@ class TamConfig(AppConfig):
     name = "apps.tam"
     label = "tam"
     verbose_name = "TAM engine"
+
+    def ready(self):
+        from apps.tam import compat
+
+        # A mistyped compatibility profile stops the server rather than serving the default.
+        compat.check_settings()

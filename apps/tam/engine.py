@@ -32,7 +32,7 @@ from apps.devices import services as device_services
 from apps.devices import snapshot
 from apps.devices.models import Device
 from apps.policies import world as worlds
-from apps.tam import bootstrap, outgoing
+from apps.tam import bootstrap, compat, identify, outgoing
 from apps.tam.exchange import Exchange, TamAnswer, TamRateLimited, TamUnavailable  # noqa: F401 (re-exported)
 from apps.tam.outgoing import DEFAULT_DATA_ITEMS  # noqa: F401 (re-exported)
 from apps.tam.ratelimit import check_rate
@@ -50,15 +50,19 @@ logger = logging.getLogger(__name__)
 # --- ProcessConnect: an empty POST --------------------------------------------------------------
 
 
-def process_connect(*, numbering: Numbering, source_ip: str | None = None) -> TamAnswer:
+def process_connect(*, numbering: Numbering, source_ip: str | None = None, endpoint: str | None = None) -> TamAnswer:
     """Answer an agent that starts a session with a QueryRequest (TEEP 7.1, 8.1).
 
     The TAM cannot know who sent an empty POST, so the QueryRequest is a COSE_Sign with one
-    signature per offered algorithm (TEEP 8.1), and its token (minted, apps/teep/tokens.py)
+    signature per offered algorithm (TEEP 8.1), unless the endpoint's compatibility profile
+    names one suite (apps/tam/compat.py: a COSE_Sign1). Its token (minted, apps/teep/tokens.py)
     names no device. Nothing is written but the audit row."""
     exchange = Exchange(numbering, source_ip, 0)
     _check_source_rate(source_ip)
-    body, token = outgoing.query_request(numbering, suites=ciphersuites.TAM_OFFERED_SUITES, now=timezone.now())
+    suite_name = compat.first_query_suite_name(endpoint)
+    if suite_name != compat.DEFAULT_FIRST_QUERY_SUITE:
+        exchange.detail["first_query_suite"] = suite_name
+    body, token = outgoing.query_request(numbering, suites=compat.FIRST_QUERY_SUITES[suite_name], now=timezone.now())
     exchange.detail["token"] = tokens.reference(token)
     return exchange.answer(body, "query-request", message_type="query-request")
 
@@ -79,8 +83,13 @@ def process_teep_message(body: bytes, *, numbering: Numbering, source_ip: str | 
     except CoseError as exc:
         return exchange.drop(f"not a COSE_Sign1/COSE_Sign message: {exc}")
     with transaction.atomic():
-        snap = _lock_device(signed, numbering)
         signature = signed.signatures[0]
+        try:
+            snap = _lock_device(signed, numbering)
+        except identify.KidlessRefused as exc:
+            return exchange.drop(str(exc))
+        if snap is not None and not signature.kid:
+            exchange.detail["kid"] = "absent"
         exchange.device_kid = snap.device.kid if snap else (signature.kid.hex() if signature.kid else "")
         if exchange.device_kid:
             _check_device_rate(exchange.device_kid)
@@ -93,18 +102,18 @@ def process_teep_message(body: bytes, *, numbering: Numbering, source_ip: str | 
 
 
 def _lock_device(signed, numbering: Numbering):
-    """The snapshot of the device whose key signed this, its row locked: by kid; for agents
-    that send no kid (DESIGN.md: older drafts), the device an Update token in the
-    still-unverified payload names (the signature is checked with that device's key next)."""
-    for signature in signed.signatures:
-        if signature.kid:
-            snap = snapshot.lock_by_kid(signature.kid.hex())
+    """The snapshot of the device whose key signed this, its row locked: by kid (one
+    statement); for agents that send no kid (DESIGN.md: older drafts), the device
+    apps/tam/identify.py finds (an Update token naming it, or the one kid-less device whose
+    key verifies the signature). KidlessRefused: see identify."""
+    kids = [signature.kid.hex() for signature in signed.signatures if signature.kid]
+    if kids:
+        for kid in kids:
+            snap = snapshot.lock_by_kid(kid)
             if snap is not None:
                 return snap
-    if any(s.kid for s in signed.signatures):
         return None
-    token = messages.peek_token(signed.payload or b"", numbering)
-    device_id = tokens.peek_device_id(token) if token is not None else None
+    device_id = identify.find_kidless_device_id(signed, numbering)
     return snapshot.lock_by_id(device_id) if device_id is not None else None
 
 
@@ -156,7 +165,7 @@ def _handle_query_response(exchange, snap, message, signing_alg, *, answered=Non
         return exchange.drop("QueryResponse without a token to a QueryRequest that had one")
     if message.token is not None:
         exchange.detail["token"] = tokens.reference(message.token)
-    reports, report_problem = _parse_reports(message.suit_reports, message.token, device)
+    reports, report_problem = _parse_reports(message.suit_reports, message.token, device, exchange)
     token = answered or tokens.claim(message.token, device=device, kinds=(tokens.Kind.QUERY_REQUEST,), now=now,
                                      numbering=numbering.name)
     if token is None:
@@ -240,11 +249,13 @@ def _missing_items(requested_bits: int, message) -> list[str]:
     return problems
 
 
-def _parse_reports(raw_reports, token: bytes | None, device) -> tuple[list, str]:
-    """Parse SUIT reports; each must carry the token as its nonce (4.3, 4.5, 4.6, 7.1.1)."""
-    parsed = []
+def _parse_reports(raw_reports, token: bytes | None, device, exchange=None) -> tuple[list, str]:
+    """Parse SUIT reports; each must carry the token as its nonce (4.3, 4.5, 4.6, 7.1.1).
+    One signed with the agent's TEEP key is accepted when that key verifies it (compat.py)."""
+    parsed, teep_key_signed = [], []
     # TEEP 8.2: reports may be encrypted to the TAM (ES-DH, "SUIT Report Encryption").
     decrypt_key = tam_keys().signing_key_for(-9) if raw_reports else None
+    agent_key = device_services.device_public_key(device) if raw_reports else None
     for index, raw in enumerate(raw_reports or []):
         try:
             result = parse_report(raw, decrypt_key=decrypt_key)
@@ -252,9 +263,15 @@ def _parse_reports(raw_reports, token: bytes | None, device) -> tuple[list, str]
             return [], f"suit-reports[{index}] cannot be parsed: {exc}"
         if token is not None and result.report.nonce != token:
             return [], f"suit-reports[{index}] nonce does not match the token"
-        if result.kid and result.kid.hex() == device.kid:
-            return [], f"suit-reports[{index}] is signed with the TEEP message's own key"
+        try:
+            result = compat.report_signed_with_teep_key(raw, result, agent_key)
+        except SuitError as exc:
+            return [], f"suit-reports[{index}] {exc}"
+        if result.verified_by is not None:
+            teep_key_signed.append(index)
         parsed.append((raw, result))
+    if teep_key_signed and exchange is not None:
+        exchange.detail["suit_reports_signed_with_teep_key"] = teep_key_signed
     return parsed, ""
 
 
@@ -267,7 +284,7 @@ def _handle_success(exchange, snap, message) -> TamAnswer:
     if message.token is None:
         return exchange.drop("Success without a token: the TAM always sends one in an Update")
     exchange.detail["token"] = tokens.reference(message.token)
-    reports, problem = _parse_reports(message.suit_reports, message.token, device)
+    reports, problem = _parse_reports(message.suit_reports, message.token, device, exchange)
     # The first validly signed answer consumes the token, even one dropped just below.
     token = tokens.claim(message.token, device=device, kinds=(tokens.Kind.UPDATE,), now=now,
                          numbering=exchange.numbering.name)
@@ -294,7 +311,7 @@ def _handle_error(exchange, snap, message) -> TamAnswer:
         # Update, carries a token): it may not hold back or settle anything.
         return exchange.drop(f"Error ({name}) without a token: it answers no request of the TAM; nothing changed")
     exchange.detail["token"] = tokens.reference(message.token)
-    reports, problem = _parse_reports(message.suit_reports, message.token, device)
+    reports, problem = _parse_reports(message.suit_reports, message.token, device, exchange)
     token = tokens.claim(message.token, device=device, kinds=(tokens.Kind.UPDATE, tokens.Kind.QUERY_REQUEST),
                          now=now, numbering=numbering.name)
     if token is None:

@@ -79,7 +79,8 @@ class TeepView(APIView):
         if body:
             answer = engine.process_teep_message(body, numbering=self.numbering, source_ip=source_ip)
         else:
-            answer = engine.process_connect(numbering=self.numbering, source_ip=source_ip)
+            answer = engine.process_connect(numbering=self.numbering, source_ip=source_ip,
+                                            endpoint=request.path_info)
         if answer.body is None:
             return _bare(204)
         response = HttpResponse(answer.body, status=200, content_type=TEEP_MEDIA_TYPE)

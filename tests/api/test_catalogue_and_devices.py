@@ -141,6 +141,19 @@ def test_register_an_agent_by_pem(operator_api, agent_public_pem):
     assert operator_api.get(f"/api/v1/devices/{body['id']}/").json()["name"] == "lab-1"
 
 
+def test_register_a_kidless_agent(operator_api, agent_public_pem):
+    response = operator_api.post(
+        "/api/v1/devices/",
+        {"public_key": agent_public_pem, "accepts_kidless": True},
+        content_type="application/json",
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["accepts_kidless"] is True
+    assert Device.objects.get(kid=response.json()["kid"]).accepts_kidless
+    event = AuditEvent.objects.get(action="device.register")
+    assert event.detail["after"]["accepts_kidless"] is True
+
+
 def test_registering_the_same_key_twice_is_a_400(operator_api, agent_public_pem):
     operator_api.post(
         "/api/v1/devices/", {"public_key": agent_public_pem}, content_type="application/json"

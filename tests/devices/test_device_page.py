@@ -140,3 +140,23 @@ def test_renaming_and_retagging_a_device_in_the_admin_is_audited(device):
     assert event.actor == user and event.device_kid == device.kid
     assert event.detail["before"] == {"name": "lab-7", "tags": []}
     assert event.detail["after"] == {"name": "lab-7b", "tags": ["fleet-eu"]}
+
+
+def test_flagging_a_device_kidless_in_the_admin_is_audited(device):
+    from apps.audit.models import AuditEvent
+
+    client, user = client_for(roles.OPERATOR)
+    url = reverse("admin:devices_device_change", args=[device.pk])
+    page = client.get(url).content.decode()
+    assert 'name="accepts_kidless"' in page
+    management = dict(
+        re.findall(r'name="([\w-]+-(?:TOTAL|INITIAL|MIN_NUM|MAX_NUM)_FORMS)" value="(\d+)"', page)
+    )
+    response = client.post(url, {"name": device.name, "accepts_kidless": "on", **management})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    device.refresh_from_db()
+    assert device.accepts_kidless
+    event = AuditEvent.objects.get(action="device.change")
+    assert event.actor == user
+    assert event.detail["before"]["accepts_kidless"] is False
+    assert event.detail["after"]["accepts_kidless"] is True

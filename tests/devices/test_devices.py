@@ -30,6 +30,17 @@ def test_register_agent_command_prints_the_rfc9679_kid(tmp_path):
     assert AuditEvent.objects.filter(action="device.register", device_kid=device.kid).exists()
 
 
+def test_register_agent_kidless_flags_the_device(tmp_path):
+    key = TeepKey.generate("p256")
+    (tmp_path / "agent.pem").write_bytes(key.public_pem())
+    call_command("register_agent", "--public-key", str(tmp_path / "agent.pem"), "--kidless", stdout=StringIO())
+    assert Device.objects.get(kid=key.kid.hex()).accepts_kidless
+    other = TeepKey.generate("p256")
+    (tmp_path / "other.pem").write_bytes(other.public_pem())
+    call_command("register_agent", "--public-key", str(tmp_path / "other.pem"), stdout=StringIO())
+    assert not Device.objects.get(kid=other.kid.hex()).accepts_kidless
+
+
 def test_register_agent_accepts_a_cose_key_and_refuses_duplicates_and_garbage(tmp_path):
     key = TeepKey.generate("ed25519")
     (tmp_path / "agent.cose").write_bytes(cbor2.dumps(key.to_cose_key()))
@@ -86,5 +97,9 @@ def test_register_view_in_the_admin(admin_client):
     assert good.status_code == 302
     device = Device.objects.get(kid=key.kid.hex())
     assert sorted(t.name for t in device.tags.all()) == ["a", "b"]
+    kidless_key = TeepKey.generate("p256")
+    admin_client.post(url, {"public_key_text": kidless_key.public_pem().decode(), "accepts_kidless": "on"})
+    assert Device.objects.get(kid=kidless_key.kid.hex()).accepts_kidless
+    assert not device.accepts_kidless
     keys_page = admin_client.get(reverse("admin:devices_device_tam_keys"))
     assert all(k.kid.hex() in keys_page.content.decode() for k in tam_keys().public_keys)

@@ -27,7 +27,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('policies', '0004_reconciliation'),
-        ('devices', '0005_fast_path'),
+        ('devices', '0006_fast_path'),
         ('components', '0003_suit_vendor_and_class_ids'),
     ]
 

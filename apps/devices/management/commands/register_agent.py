@@ -14,14 +14,19 @@ class Command(BaseCommand):
         parser.add_argument("--public-key", required=True, help="PEM or COSE_Key file, - for stdin")
         parser.add_argument("--name", default="")
         parser.add_argument("--tag", action="append", default=[], help="tag the device (repeatable)")
+        parser.add_argument(
+            "--kidless", action="store_true",
+            help="its agent signs without a kid: such messages are tried with this key"
+                 " (README \"Serving older agents\", TEEP_KIDLESS_MAX_CANDIDATES)",
+        )
 
-    def handle(self, *args, public_key, name, tag, **options):
+    def handle(self, *args, public_key, name, tag, kidless, **options):
         try:
             data = sys.stdin.buffer.read() if public_key == "-" else open(public_key, "rb").read()
         except OSError as exc:
             raise CommandError(f"cannot read {public_key}: {exc.strerror}") from None
         try:
-            device = register_agent(public_key_bytes=data, name=name, tags=tag)
+            device = register_agent(public_key_bytes=data, name=name, tags=tag, accepts_kidless=kidless)
         except DeviceError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(device.kid)

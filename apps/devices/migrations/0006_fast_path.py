@@ -16,7 +16,7 @@ def copy_token_values(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("devices", "0004_reconciliation"),
+        ("devices", "0005_device_accepts_kidless"),
         ("teep", "0002_teeptoken_source_ip"),
     ]
 
