@@ -152,6 +152,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, with bulk statements split under PostgreSQL's 65,535 parameters.
+    DATABASES["default"]["ENGINE"] = "tam_portal.db_backend"
     DATABASES["default"].setdefault("OPTIONS", {})
     # Nothing waits forever: a stuck lock or query fails fast (ENGINEERING.md 3.4).
     DATABASES["default"]["OPTIONS"].setdefault(

@@ -13,20 +13,32 @@ from apps.teep.models import TeepToken
 TOKEN_RETENTION = timedelta(days=1)
 
 
-@transaction.atomic
-def expire_unanswered_requests(*, now=None) -> dict:
+# Deliveries expired per transaction: a backlog (after an outage) never holds locks for long
+# nor exceeds what one statement may carry.
+EXPIRY_BATCH = 5000
+
+
+def expire_unanswered_requests(*, now=None, batch_size: int = EXPIRY_BATCH) -> dict:
     """Deliveries whose Update was never answered become "expired"; the rows of used tokens
     and challenges are deleted a day after they expired (a minted token past its expiry is
     refused without a row).
+    A delivery whose device is answering right now (row locked) is left for the next run.
     Idempotent: running it twice changes nothing the second time."""
     now = now or timezone.now()
-    unanswered = DeliveryItem.objects.filter(state=DeliveryItem.State.SENT, expires_at__lte=now)
-    unanswered_ids = list(unanswered.values_list("pk", flat=True))
-    expired = DeliveryItem.objects.filter(pk__in=unanswered_ids).update(
-        state=DeliveryItem.State.EXPIRED, settled_at=now, reason="no answer before the token expired"
-    )
-    # Personalization data they carried waits for the next contact again.
-    personalization.requeue_delivery_items(unanswered_ids, "the Update carrying it went unanswered")
+    expired = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                DeliveryItem.objects.filter(state=DeliveryItem.State.SENT, expires_at__lte=now)
+                .order_by("pk").select_for_update(skip_locked=True).values_list("pk", flat=True)[:batch_size]
+            )
+            expired += DeliveryItem.objects.filter(pk__in=batch).update(
+                state=DeliveryItem.State.EXPIRED, settled_at=now, reason="no answer before the token expired"
+            )
+            # Personalization data they carried waits for the next contact again.
+            personalization.requeue_delivery_items(batch, "the Update carrying it went unanswered")
+        if len(batch) < batch_size:
+            break
     cutoff = now - TOKEN_RETENTION
     deleted, _ = TeepToken.objects.filter(expires_at__lte=cutoff).delete()
     return {"deliveries_expired": expired, "tokens_deleted": deleted}
