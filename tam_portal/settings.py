@@ -110,6 +110,8 @@ MIDDLEWARE = [
     # Before Django's host validation: TEEP_ALLOWED_HOSTS on the TEEP paths, refusals recorded.
     "apps.tam.middleware.TeepHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # TEEP requests stop here and go to the TEEP view: what follows serves the portal's pages.
+    "apps.tam.middleware.TeepLaneMiddleware",
     "apps.ops.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -164,10 +166,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # An unreachable server fails in seconds (then 503, apps/ops/faults.py), not after the
     # TCP timeout; `?connect_timeout=N` in DATABASE_URL overrides it.
     DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
-    # Persistent connections (a new one per request costs more than a whole policy check),
-    # checked before reuse so a restarted server costs one failed request at most.
+    # Persistent connections (a new one per request costs more than a whole policy check).
+    # Not checked before reuse by default: the check is a round trip on every request; a
+    # connection the server dropped costs the one request that finds it a 503 with
+    # Retry-After (apps/ops/faults.py), and Django then opens a new one.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=True)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=False)
     # Server-side parameter binding: psycopg 3 then prepares a statement run five times on a
     # connection, so PostgreSQL stops planning the policy check's statements (issue 11: its
     # CPU per check halves). Off behind a pgbouncer in transaction mode (no prepared statements).

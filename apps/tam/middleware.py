@@ -34,6 +34,7 @@ from apps.audit.services import record_exchange
 from apps.ops import metrics
 from apps.ops.clientip import client_ip
 from apps.ops.faults import unavailable_backend
+from apps.tam import urls as teep_urls
 from apps.tam.urls import TEEP_PATHS
 
 logger = logging.getLogger(__name__)
@@ -118,3 +119,31 @@ def _within_audit_budget() -> bool:
         if unavailable_backend(exc) is None:
             raise
         return False
+
+
+class TeepLaneMiddleware:
+    """TEEP requests go straight to the TEEP view from here; everything after this middleware
+    in settings.MIDDLEWARE (sessions, CSRF, login, second factor, lockout, messages, frame
+    options, static files, the portal's CSP) serves the portal's pages and has nothing to do
+    with a signed CBOR exchange, but cost most of an empty POST's CPU (issue 11).
+
+    What a TEEP request still passes, before this one: the request id, the ops endpoints,
+    the TEEP Host check (TeepHostMiddleware), SecurityMiddleware (HTTPS redirect, HSTS).
+    The view handles its own errors (DRF's handle_exception: DESIGN.md's status codes);
+    anything it lets through still reaches Django's handler500 through this middleware's
+    exception wrapper. The answer gets its Content-Length here, as CommonMiddleware would
+    give it (none on a 204), so gunicorn never sends a TEEP answer chunked."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.views = {f"/{pattern.pattern}": pattern.callback for pattern in teep_urls.urlpatterns}
+
+    def __call__(self, request):
+        view = self.views.get(request.path_info)
+        if view is None:
+            return self.get_response(request)
+        response = view(request)
+        if response.status_code not in (204, 304) and not response.streaming \
+                and not response.has_header("Content-Length"):  # RFC 9110 8.6: none on a 204
+            response.headers["Content-Length"] = str(len(response.content))
+        return response

@@ -30,6 +30,33 @@ def test_empty_post_gets_a_signed_query_request_with_the_mandated_headers(client
     assert isinstance(request, messages.QueryRequest)
 
 
+# What a TEEP answer carries, all of it: the media type and length, the headers
+# otrp-over-http 4 asks for, the request id of the logs, and SecurityMiddleware's policy
+# headers. Nothing of the browser-facing stack (sessions, CSRF, login, frames, messages): a
+# TEEP request passes only the middleware it needs (apps/tam/middleware.py, TeepLaneMiddleware),
+# which is most of its CPU cost (issue 11, bench/policy_check_server.py).
+TEEP_ANSWER_HEADERS = {
+    "content-type", "content-length", "x-content-type-options", "content-security-policy",
+    "referrer-policy", "x-request-id", "cross-origin-opener-policy", "allow",  # Allow: POST (DRF)
+}
+
+
+@pytest.mark.parametrize("path", ["/tam", "/tam/draft-25"])
+def test_a_teep_answer_carries_exactly_the_teep_headers(client, path):
+    response = post(client, path=path)
+
+    assert response.status_code == 200
+    assert {name.lower() for name in response.headers} == TEEP_ANSWER_HEADERS
+    assert int(response["Content-Length"]) == len(response.content)
+
+
+def test_the_portal_pages_keep_their_browser_headers(client):
+    response = client.get("/admin/login/")
+
+    assert response["X-Frame-Options"] == "DENY"
+    assert "Cookie" in response.get("Vary", "")
+
+
 def test_empty_post_without_content_type_is_a_connect(client):
     response = client.generic("POST", "/tam", HTTP_ACCEPT=TEEP)
     assert response.status_code == 200
