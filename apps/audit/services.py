@@ -68,22 +68,10 @@ def record_exchange(
 
     Every TEEP request writes one, so it is a plain INSERT (no model instance round trip,
     issue 11); the row is the same as AuditEvent.objects.create() would write."""
-    row = {
-        "created_at": timezone.now(),
-        "kind": AuditEvent.Kind.TEEP_EXCHANGE,
-        "action": action,
-        "outcome": outcome,
-        "actor_id": None,
-        "actor_name": "",
-        "device_kid": device_kid,
-        "object_type": "",
-        "object_id": "",
-        "object_repr": "",
-        "reason": reason,
-        "detail": detail or {},
-        "source_ip": source_ip,
-    }
-    event_id = _insert(row)
+    event_id = _insert_exchange(
+        created_at=timezone.now(), action=action, outcome=outcome, device_kid=device_kid,
+        reason=reason, detail=detail or {}, source_ip=source_ip,
+    )
     duration_ms = (detail or {}).get("duration_ms")
     metrics.count_exchange(
         message=action.removeprefix("teep."),
@@ -94,19 +82,38 @@ def record_exchange(
     return event_id
 
 
-def _insert(row: dict) -> int:
-    fields = [AuditEvent._meta.get_field(name) for name in row]
-    values = [f.get_db_prep_save(row[f.attname], connection) for f in fields]
+# The columns an exchange sets; every other column of the row is the same for every
+# exchange and is written as a constant in the statement.
+_EXCHANGE_COLUMNS = ("created_at", "action", "outcome", "device_kid", "reason", "detail", "source_ip")
+_EXCHANGE_CONSTANTS = {
+    "kind": AuditEvent.Kind.TEEP_EXCHANGE.value, "actor_id": None, "actor_name": "",
+    "object_type": "", "object_id": "", "object_repr": "",
+}
+# Only these need converting for the database (time zone, JSON, inet); the rest are strings.
+_CONVERTED = ("created_at", "detail", "source_ip")
+
+
+def _insert_exchange(**row) -> int:
+    values = dict(row)
+    for name in _CONVERTED:
+        values[name] = AuditEvent._meta.get_field(name).get_db_prep_save(row[name], connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_exchange_insert_sql(), [values[name] for name in _EXCHANGE_COLUMNS])
+        return cursor.fetchone()[0]
+
+
+def _exchange_insert_sql() -> str:
     sql = _INSERT_SQL.get(connection.vendor)
     if sql is None:
-        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        quote = connection.ops.quote_name
+        columns = [*_EXCHANGE_COLUMNS, *_EXCHANGE_CONSTANTS]
+        constants = ["NULL" if value is None else "'" + value.replace("'", "''") + "'"
+                     for value in _EXCHANGE_CONSTANTS.values()]
         sql = _INSERT_SQL[connection.vendor] = (
-            f"INSERT INTO {connection.ops.quote_name(AuditEvent._meta.db_table)} ({columns})"
-            f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING id"
+            f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({', '.join(quote(c) for c in columns)})"
+            f" VALUES ({', '.join(['%s'] * len(_EXCHANGE_COLUMNS) + constants)}) RETURNING id"
         )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        return cursor.fetchone()[0]
+    return sql
 
 
 _INSERT_SQL: dict[str, str] = {}
