@@ -81,6 +81,8 @@ PASSED_THROUGH = (
     "TZ",
     "CELERY_BROKER_URL",
     "DATABASE_CONN_MAX_AGE",
+    "DATABASE_CONN_HEALTH_CHECKS",
+    "DATABASE_SERVER_SIDE_BINDING",
 )
 PHASES = ("connect", "query-response", "success")  # request kinds, by position in a check
 
