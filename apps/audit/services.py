@@ -61,16 +61,21 @@ def record_exchange(
     reason: str = "",
     detail: dict[str, Any] | None = None,
     source_ip: str | None = None,
+    along_with: tuple[str, list] | None = None,
 ) -> int:
     """One TEEP exchange: message types in and out, token id, sizes, duration, why dropped.
     Also counted for Prometheus (apps/ops/metrics.py): every exchange passes here. Returns
     the row's id.
 
+    `along_with`: a write (sql, params) of the same exchange that goes with its audit row
+    (the device's contact columns): on PostgreSQL one statement runs both (a data-modifying
+    WITH), elsewhere it runs just before.
+
     Every TEEP request writes one, so it is a plain INSERT (no model instance round trip,
     issue 11); the row is the same as AuditEvent.objects.create() would write."""
     event_id = _insert_exchange(
         created_at=timezone.now(), action=action, outcome=outcome, device_kid=device_kid,
-        reason=reason, detail=detail or {}, source_ip=source_ip,
+        reason=reason, detail=detail or {}, source_ip=source_ip, along_with=along_with,
     )
     duration_ms = (detail or {}).get("duration_ms")
     metrics.count_exchange(
@@ -93,12 +98,17 @@ _EXCHANGE_CONSTANTS = {
 _CONVERTED = ("created_at", "detail", "source_ip")
 
 
-def _insert_exchange(**row) -> int:
+def _insert_exchange(*, along_with=None, **row) -> int:
     values = dict(row)
     for name in _CONVERTED:
         values[name] = AuditEvent._meta.get_field(name).get_db_prep_save(row[name], connection)
+    sql, params = _exchange_insert_sql(), [values[name] for name in _EXCHANGE_COLUMNS]
     with connection.cursor() as cursor:
-        cursor.execute(_exchange_insert_sql(), [values[name] for name in _EXCHANGE_COLUMNS])
+        if along_with is not None and connection.vendor == "postgresql":
+            sql, params = f"WITH along_with AS ({along_with[0]}) {sql}", [*along_with[1], *params]
+        elif along_with is not None:
+            cursor.execute(*along_with)
+        cursor.execute(sql, params)
         return cursor.fetchone()[0]
 
 

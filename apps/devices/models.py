@@ -72,6 +72,10 @@ class Device(models.Model):
     # nothing due for it. Both unchanged and nothing in flight: nothing is due now either.
     reconciled_digest = models.CharField(max_length=64, blank=True, editable=False)
     reconciled_epoch = models.BigIntegerField(null=True, blank=True, editable=False)
+    # The outcome (suit-report-result true/false) of the newest SUIT report a QueryResponse
+    # brought for each manifest digest (hex): boot-time reports repeat at every check (TEEP
+    # 4.3) and are stored only when their outcome changed, decided without reading them back.
+    query_report_outcomes = models.JSONField(default=dict, blank=True, editable=False)
     # After ERR_TEMPORARY_ERROR the TAM sends nothing new until then (TEEP 4.6).
     backoff_until = models.DateTimeField(null=True, blank=True)
     last_error_code = models.PositiveIntegerField(null=True, blank=True)

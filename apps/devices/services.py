@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils.text import slugify
 
 from apps.audit.services import record_operator_action
@@ -271,12 +271,23 @@ CONTACT_FIELDS = (
     "requested_components", "unneeded_manifests", "ext_list", "state_as_of", "backoff_until",
     "last_error_code", "last_error_name", "last_error_msg", "last_error_at", "error_resolved_at",
     "agent_cipher_suites", "agent_versions", "reconciled_digest", "reconciled_epoch",
+    "query_report_outcomes",
 )
 
 
 def save_contact(snap, now) -> None:
     """The device row after a contact: first/last contact, registered -> active, and the
     columns this contact changed (compared with the row as it was read, one UPDATE)."""
+    statement = contact_statement(snap, now)
+    if statement is not None:
+        with connection.cursor() as cursor:
+            cursor.execute(*statement)
+
+
+def contact_statement(snap, now) -> tuple[str, list] | None:
+    """save_contact() as a statement not yet run: the engine has it run with the exchange's
+    audit row (apps/audit/services.py: one statement for both on PostgreSQL). None: nothing
+    changed. The snapshot counts it as written."""
     device = snap.device
     if device.first_contact_at is None:
         device.first_contact_at = now
@@ -285,9 +296,22 @@ def save_contact(snap, now) -> None:
         device.state = Device.State.ACTIVE
     before = snap.device_as_read
     changed = {name: getattr(device, name) for name in CONTACT_FIELDS if getattr(device, name) != before.get(name)}
-    if changed:
-        Device.objects.filter(pk=device.pk).update(**changed)
-        snap.device_as_read.update(changed)
+    if not changed:
+        return None
+    snap.device_as_read.update(changed)
+    fields = [Device._meta.get_field(name) for name in changed]
+    key = (connection.vendor, *changed)
+    sql = _CONTACT_UPDATE_SQL.get(key)
+    if sql is None:
+        quote = connection.ops.quote_name
+        sql = _CONTACT_UPDATE_SQL[key] = (
+            f"UPDATE {quote(Device._meta.db_table)} SET {', '.join(f'{quote(f.column)} = %s' for f in fields)}"
+            f" WHERE {quote(Device._meta.pk.column)} = %s"
+        )
+    return sql, [f.get_db_prep_save(changed[f.name], connection) for f in fields] + [device.pk]
+
+
+_CONTACT_UPDATE_SQL: dict[tuple, str] = {}
 
 
 def store_suit_reports(device: Device, message_type: str, parsed_reports) -> None:
@@ -297,14 +321,17 @@ def store_suit_reports(device: Device, message_type: str, parsed_reports) -> Non
     if not parsed_reports:
         return
     if message_type == "query-response":
-        # Boot-time reports repeat at every check (TEEP 4.3): keep one row per change, not per check.
-        latest = {}
-        for row in device.suit_reports.filter(message_type="query-response").order_by("-received_at", "-id")[:200]:
-            latest.setdefault(row.manifest_digest, row.success)
+        # Boot-time reports repeat at every check (TEEP 4.3): keep one row per change, not per
+        # check. The device row (locked) remembers the newest outcome per manifest digest and
+        # is written with the contact (CONTACT_FIELDS).
+        latest = dict(device.query_report_outcomes or {})
         parsed_reports = [
             (raw, result) for raw, result in parsed_reports
             if latest.get(result.report.manifest_digest.value.hex(), "absent") != result.report.success
         ]
+        for _, result in parsed_reports:
+            latest[result.report.manifest_digest.value.hex()] = result.report.success
+        device.query_report_outcomes = latest
     SuitReport.objects.bulk_create(
         SuitReport(
             device=device,

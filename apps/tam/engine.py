@@ -198,9 +198,8 @@ def _handle_query_response(exchange, snap, message, signing_alg, *, answered=Non
         # The fast path: the device says what it said when nothing was due, and nothing that
         # decides what is due changed since (policy epoch), nothing is in flight.
         device.state_as_of = token.issued_at
-        device_services.save_contact(snap, now)
         exchange.detail["fast_path"] = True
-        return exchange.answer(None, "nothing-due")
+        return exchange.answer(None, "nothing-due", along_with=device_services.contact_statement(snap, now))
 
     world = worlds.for_epoch(snap.epoch)
     device_services.record_reported_state(snap, world, **reported, as_of=token.issued_at)
@@ -214,17 +213,16 @@ def _handle_query_response(exchange, snap, message, signing_alg, *, answered=Non
     settled = plan.settled and digest and snap.epoch is not None
     device.reconciled_digest, device.reconciled_epoch = (digest, snap.epoch) if settled else ("", None)
     if not plan:
-        device_services.save_contact(snap, now)
-        return exchange.answer(None, "nothing-due")
+        return exchange.answer(None, "nothing-due", along_with=device_services.contact_statement(snap, now))
     body, update_token = outgoing.update(
         device, numbering, signing_alg, now=now,
         manifest_list=plan.manifest_list,
         unneeded_manifest_list=[component_id_from_key(manifest_key) for _, manifest_key, _, _ in plan.removals],
     )
     items = device_services.record_deliveries(device, update_token, plan, expires_at=now + tokens.lifetime())
-    device_services.save_contact(snap, now)
     exchange.detail["deliveries"] = [_item_ref(i) for i in items]
-    return exchange.answer(body, "update", message_type="update")
+    return exchange.answer(body, "update", message_type="update",
+                           along_with=device_services.contact_statement(snap, now))
 
 
 def _nothing_changed(snap, digest: str) -> bool:
@@ -295,9 +293,9 @@ def _handle_success(exchange, snap, message) -> TamAnswer:
     items = device_services.settle_success(snap, worlds.for_epoch(snap.epoch), token.value, now=now)
     device_services.store_suit_reports(device, "success", reports)
     device.reconciled_digest, device.reconciled_epoch = "", None
-    device_services.save_contact(snap, now)
     exchange.detail["settled"] = [_item_ref(i) for i in items]
-    return exchange.answer(None, "nothing-due", message.msg or "")
+    return exchange.answer(None, "nothing-due", message.msg or "",
+                           along_with=device_services.contact_statement(snap, now))
 
 
 def _handle_error(exchange, snap, message) -> TamAnswer:
@@ -344,13 +342,13 @@ def _handle_error(exchange, snap, message) -> TamAnswer:
         )
     device_services.store_suit_reports(device, "error", reports)
     device.reconciled_digest, device.reconciled_epoch = "", None
-    device_services.save_contact(snap, now)
+    contact = device_services.contact_statement(snap, now)
     # 4.6: every reaction is bookkeeping or a retry; nothing destructive happens by itself.
     retry = _retry_after_error(name, message, numbering, now)
     if retry is not None:
         body, why = retry
-        return exchange.answer(body, "query-request", why, message_type="query-request")
-    return exchange.answer(None, "nothing-due", f"agent reported {name}")
+        return exchange.answer(body, "query-request", why, message_type="query-request", along_with=contact)
+    return exchange.answer(None, "nothing-due", f"agent reported {name}", along_with=contact)
 
 
 def _retry_after_error(name: str, message, numbering: Numbering, now):

@@ -55,8 +55,9 @@ class Exchange:
     type_in: str = ""
     detail: dict = field(default_factory=dict)
 
-    def audit(self, answer: TamAnswer) -> TamAnswer:
+    def audit(self, answer: TamAnswer, along_with=None) -> TamAnswer:
         record_exchange(
+            along_with=along_with,
             action=f"teep.{self.type_in or 'unknown'}" if self.size_in else "teep.connect",
             outcome=answer.outcome,
             device_kid=self.device_kid,
@@ -74,8 +75,11 @@ class Exchange:
         )
         return answer
 
-    def answer(self, body: bytes | None, outcome: str, reason: str = "", message_type: str = "") -> TamAnswer:
-        return self.audit(TamAnswer(body, outcome, reason, message_type))
+    def answer(self, body: bytes | None, outcome: str, reason: str = "", message_type: str = "", *,
+               along_with=None) -> TamAnswer:
+        """`along_with`: the device's contact write (devices.services.contact_statement),
+        written with the audit row."""
+        return self.audit(TamAnswer(body, outcome, reason, message_type), along_with)
 
     def drop(self, reason: str) -> TamAnswer:
         logger.info("TEEP message dropped: %s (device %s)", reason, self.device_kid or "unknown")

@@ -7,9 +7,16 @@ count the SQL statements the TAM runs for each, the way a production worker woul
 change adds statements:
 
 - the empty POST writes at most one row (its audit row) and reads nothing;
-- a check with nothing due costs at most 6 statements, the empty POST included;
-- a check that carries an Update costs at most 12, its Success included;
+- a check with nothing due costs at most 4 statements, the empty POST included (the empty
+  POST's audit row; the device's locked snapshot; the token consumed; the contact columns
+  written with the audit row): issue 11 asked for at most 6;
+- a check that carries an Update costs at most 10, its Success included, and one that
+  reinstalls a component the device lost (SUIT reports in both answers, as the benchmark's
+  "update" check) at most 12: issue 11 asked for at most 12;
 - neither grows with the number of devices in the fleet.
+
+On SQLite (the embedded default) the contact columns are a statement of their own, one more
+per message the device sent: SQLite has no data-modifying WITH.
 
 The per-process caches (the policy world, the TAM's envelopes) are warm, as they are in a
 worker that has served one check since the last policy change: that is the steady state.
@@ -58,6 +65,10 @@ class Counted:
 
     def __str__(self):
         return "\n".join(f"{i + 1}. {s[:300]}" for i, s in enumerate(self.statements))
+
+
+def at_most(statements_on_postgresql: int, device_messages: int) -> int:
+    return statements_on_postgresql + (0 if connection.vendor == "postgresql" else device_messages)
 
 
 def new_agent(name) -> SimAgent:
@@ -131,24 +142,74 @@ def test_the_empty_post_writes_one_row_and_reads_nothing(trusted_app):
     assert len(counted) <= 1, str(counted)
 
 
-def test_a_check_with_nothing_due_costs_at_most_six_statements(fleet_holding_the_ta, trusted_app):
+def test_a_check_with_nothing_due_costs_at_most_four_statements(fleet_holding_the_ta, trusted_app):
     agent = fleet_holding_the_ta(2)[0]
     with Counted() as counted:
         assert steady_check(agent, trusted_app)
-    assert len(counted) <= 6, str(counted)
+    assert len(counted) <= at_most(4, device_messages=1), str(counted)
 
 
-def test_a_check_that_carries_an_update_costs_at_most_twelve_statements(fleet_holding_the_ta, trusted_app):
+def test_a_check_that_carries_an_update_costs_at_most_ten_statements(fleet_holding_the_ta, trusted_app):
     first, second = fleet_holding_the_ta(2)
     newer = release_new_version(trusted_app.component, 2)
     update_check(first, trusted_app, newer)  # warms the per-process caches for the new release
     with Counted() as counted:
         update_check(second, trusted_app, newer)
-    assert len(counted) <= 12, str(counted)
+    assert len(counted) <= at_most(10, device_messages=2), str(counted)
     # ... and it did what it is counted for.
     held = InstalledComponent.objects.get(device=second.device)
     assert held.version == newer
     assert DeliveryItem.objects.get(device=second.device, version=newer).state == DeliveryItem.State.SUCCEEDED
+
+
+def test_a_check_that_reinstalls_a_lost_required_component_costs_at_most_twelve_statements(
+        fleet_holding_the_ta, trusted_app):
+    """The benchmark's "update" check (bench/policy_check_server.py): a device in a group that
+    requires a component reports, with a SUIT report as the product agent does, that it does
+    not hold it (it lost it since its last Success); the TAM forgets the row, sends the
+    install, and the Success (with its own report) records it again."""
+    agent = fleet_holding_the_ta(1)[0]
+    required = device_in_a_group_requiring_another_component(agent)
+    reinstall_check(agent, trusted_app, required)  # the row to forget exists from now on
+    with Counted() as counted:
+        reinstall_check(agent, trusted_app, required)
+    assert len(counted) <= at_most(12, device_messages=2), str(counted)
+    assert InstalledComponent.objects.get(device=agent.device, component=required.component).version == required
+
+
+def device_in_a_group_requiring_another_component(agent):
+    from apps.components import services as catalogue
+    from apps.devices.models import Tag
+    from apps.policies.models import DeviceGroup, Policy
+
+    other = catalogue.create_component(name="other-ta", component_id=[b"other"], actor=None)
+    required = release_new_version(other, 1, payload=b"other")
+    tag = Tag.objects.create(name="lab")
+    group = DeviceGroup.objects.create(name="lab devices")
+    group.tags.add(tag)
+    Policy.objects.create(group=group, component=other, effect="required")
+    agent.device.tags.add(tag)
+    return required
+
+
+def boot_report(version, token):
+    from apps.teep.wire.suit import SuitDigest, SystemProperties, build_report, parse_envelope
+
+    return build_report(
+        manifest_digest=parse_envelope(bytes(version.envelope)).digest, nonce=token,
+        records=[SystemProperties(tuple(version.component.component_id_elements),
+                                  {"image-digest": SuitDigest(-16, bytes.fromhex(version.binary_sha256))})],
+    )
+
+
+def reinstall_check(agent, held, required):
+    request = connect(agent)
+    answer = send(agent, messages.QueryResponse(
+        token=request.token, tc_list=(claims_for(held),), suit_reports=(boot_report(held, request.token),)))
+    update = agent.read(answer.body)
+    assert update.manifest_list == (bytes(required.envelope),)
+    success = messages.Success(token=update.token, suit_reports=(boot_report(required, update.token),))
+    assert send(agent, success).outcome == "nothing-due"
 
 
 def test_the_cost_of_a_check_does_not_grow_with_the_fleet(fleet_holding_the_ta, trusted_app):
