@@ -83,6 +83,7 @@ PASSED_THROUGH = (
     "DATABASE_CONN_MAX_AGE",
     "DATABASE_CONN_HEALTH_CHECKS",
     "DATABASE_SERVER_SIDE_BINDING",
+    "DATABASE_PREPARE_THRESHOLD",
 )
 PHASES = ("connect", "query-response", "success")  # request kinds, by position in a check
 

@@ -172,12 +172,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Retry-After (apps/ops/faults.py), and Django then opens a new one.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=False)
-    # Server-side parameter binding: psycopg 3 then prepares a statement run five times on a
-    # connection, so PostgreSQL stops planning the policy check's statements (issue 11: its
-    # CPU per check halves). Off behind a pgbouncer in transaction mode (no prepared statements).
+    # Server-side parameter binding (psycopg 3 sends values apart from the statement) ...
     DATABASES["default"]["OPTIONS"].setdefault(
         "server_side_binding", env.bool("DATABASE_SERVER_SIDE_BINDING", default=True)
     )
+    # ... so that a statement run DATABASE_PREPARE_THRESHOLD times on a connection is prepared
+    # and PostgreSQL stops planning the policy check's statements (issue 11). Django leaves
+    # preparing off unless told. Behind pgbouncer in transaction mode: 1.21+ with
+    # max_prepared_statements, or DATABASE_PREPARE_THRESHOLD=0.
+    prepare_threshold = env.int("DATABASE_PREPARE_THRESHOLD", default=5)
+    if DATABASES["default"]["OPTIONS"]["server_side_binding"] and prepare_threshold > 0:
+        DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", prepare_threshold)
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default: writers queue instead of failing, readers never block writers.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
