@@ -106,25 +106,35 @@ class Snapshot:
 _DEVICE_FIELDS = [f for f in Device._meta.concrete_fields]
 
 
-def _convert(field_, value):
-    if value is None:
-        return None
-    if isinstance(field_, DateTimeField):
-        return _datetime(value)
-    if isinstance(field_, JSONField):
-        return json.loads(value) if isinstance(value, str) else value
-    if isinstance(field_, BinaryField):
-        return bytes(value)
-    if isinstance(field_, BooleanField):
-        return bool(value)
-    return value
-
-
 def _datetime(value):
     if value is None or isinstance(value, datetime):
         return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
     parsed = datetime.fromisoformat(str(value).replace(" ", "T"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _converter(field_):
+    """How a column's value as the cursor returns it becomes the model's value (None: as is)."""
+    if isinstance(field_, DateTimeField):
+        return _datetime
+    if isinstance(field_, JSONField):
+        return lambda value: json.loads(value) if isinstance(value, str) else value
+    if isinstance(field_, BinaryField):
+        return bytes
+    if isinstance(field_, BooleanField):
+        return bool
+    return None
+
+
+_CONVERTERS = [_converter(f) for f in _DEVICE_FIELDS]
+_DEVICE_ATTNAMES = [f.attname for f in _DEVICE_FIELDS]
+# Values of these types are never changed in place: the row "as read" can share them.
+_IMMUTABLE = (str, int, float, bool, bytes, datetime, type(None))
+
+
+def _convert_row(values) -> list:
+    return [value if convert is None or value is None else convert(value)
+            for convert, value in zip(_CONVERTERS, values, strict=True)]
 
 
 def _tables():
@@ -229,10 +239,8 @@ def _json(value):
 
 def _snapshot_from_row(row) -> Snapshot:
     n = len(_DEVICE_FIELDS)
-    device = Device.from_db(
-        connection.alias, [f.attname for f in _DEVICE_FIELDS],
-        [_convert(f, v) for f, v in zip(_DEVICE_FIELDS, row[:n], strict=True)],
-    )
+    values = _convert_row(row[:n])
+    device = Device.from_db(connection.alias, _DEVICE_ATTNAMES, values)
     installed, deliveries, actions, tags, overrides, failures, pending, requires, appraisal, epoch = row[n:n + 10]
     appraisal = _json(appraisal)
     snap = Snapshot(
@@ -252,7 +260,8 @@ def _snapshot_from_row(row) -> Snapshot:
         any_group_requires_attestation=bool(requires),
         appraisal_status=appraisal[0][0] if appraisal else None,
         appraisal_at=_datetime(appraisal[0][1]) if appraisal else None,
-        device_as_read={f.attname: copy.deepcopy(getattr(device, f.attname)) for f in _DEVICE_FIELDS},
+        device_as_read={name: value if isinstance(value, _IMMUTABLE) else copy.deepcopy(value)
+                        for name, value in zip(_DEVICE_ATTNAMES, values, strict=True)},
     )
     return snap
 
